@@ -39,7 +39,8 @@ reachable() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 cleanup_cmds=()
 cleanup() {
 	local i
-	for ((i = ${#cleanup_cmds[@]} - 1; i >= 0; i--)); do eval "${cleanup_cmds[i]}" || true; done
+	set +e
+	for ((i = ${#cleanup_cmds[@]} - 1; i >= 0; i--)); do eval "${cleanup_cmds[i]}"; done
 }
 trap cleanup EXIT
 
@@ -51,8 +52,11 @@ find_pg_bin() {
 	return 1
 }
 
+PG_RUN_AS=""
+as_pg() { if [[ -n $PG_RUN_AS ]]; then runuser -u "$PG_RUN_AS" -- "$@"; else "$@"; fi; }
+
 start_throwaway_pg() {
-	local bin dir port user=""
+	local bin dir port
 	bin=$(find_pg_bin) || die "PostgreSQL is not reachable at $TEST_DATABASE_URL and no PostgreSQL server is installed.
   Debian/Ubuntu: sudo apt-get install postgresql
   macOS:         brew install postgresql@15
@@ -60,16 +64,15 @@ start_throwaway_pg() {
 	port=$(( 20000 + RANDOM % 20000 ))
 	dir=$(mktemp -d /tmp/nurture-pg.XXXXXX)
 	if [[ $(id -u) == 0 ]]; then
-		user=postgres
+		PG_RUN_AS=postgres
 		id postgres >/dev/null 2>&1 || die "running as root but there is no 'postgres' user to run a throwaway cluster as"
 		chown postgres "$dir"
 	fi
-	as_pg() { if [[ -n $user ]]; then runuser -u "$user" -- "$@"; else "$@"; fi; }
 	log "PostgreSQL is not running: starting a throwaway cluster on port $port ($bin)"
 	as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
 	as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null \
 		|| { cat "$dir/server.log" >&2; die "could not start the throwaway PostgreSQL"; }
-	cleanup_cmds+=("as_pg '$bin/pg_ctl' -D '$dir/data' -m immediate stop >/dev/null 2>&1; rm -rf '$dir'")
+	cleanup_cmds+=("as_pg '$bin/pg_ctl' -D '$dir/data' -m immediate -w stop >/dev/null 2>&1 || true; rm -rf '$dir'")
 	TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 	export TEST_DATABASE_URL
 }
