@@ -122,6 +122,26 @@ type StatusChanged struct {
 	Event    string
 }
 
+// Migrated: a new version of the sequence with InFlight "migrate" became
+// current and the enrollment moved to it, on the same step id.
+type Migrated struct {
+	Enrollment string
+	Sequence   string
+	From, To   string // versions
+	Step       string
+}
+
+// ConditionFailed: a condition returned an error at run time. The engine
+// treated it as false and carried on; the content should be fixed.
+type ConditionFailed struct {
+	Where    string // "enroll", "exit", "branch", "wait_for", "rule"
+	Sequence string
+	Step     string
+	Rule     string
+	Event    string // event id, when an event was being applied
+	Error    string
+}
+
 func (Enrolled) Action() string        { return "enrolled" }
 func (SendEmail) Action() string       { return "email.sent" }
 func (EmailSuppressed) Action() string { return "email.suppressed" }
@@ -135,3 +155,5 @@ func (Escalated) Action() string       { return "escalated" }
 func (Acknowledged) Action() string    { return "acknowledged" }
 func (Ignored) Action() string         { return "ignored" }
 func (StatusChanged) Action() string   { return "status.changed" }
+func (Migrated) Action() string        { return "migrated" }
+func (ConditionFailed) Action() string { return "condition.failed" }

@@ -35,6 +35,11 @@ type Lead struct {
 	// enrollment's NextRunAt or the escalation's AckDueAt); zero when none.
 	// Stores index it; the runtime sends a Tick when it is due.
 	NextRunAt time.Time `json:"next_run_at,omitzero"`
+	// RecentEvents holds the ids of the last events applied (at most 8, a
+	// ring whose next slot is RecentNext): an immediate redelivery is
+	// ignored even if the runtime's own dedupe missed it.
+	RecentEvents []string `json:"recent_events,omitempty"`
+	RecentNext   int      `json:"recent_next,omitempty"`
 }
 
 // LeadStatus is the lead's mailing status.
@@ -95,6 +100,12 @@ type Enrollment struct {
 	Sent    []string `json:"sent,omitempty"`
 	Opened  []string `json:"opened,omitempty"`
 	Clicked []string `json:"clicked,omitempty"`
+	// SentAt[i] is when Sent[i] was sent (to ignore opens that follow the
+	// send too closely: privacy proxies prefetch images on delivery).
+	SentAt []time.Time `json:"sent_at,omitempty"`
+	// PausedLeft is, while paused, how long the paused wait or wait_for
+	// step had left; zero means the step is entered afresh on resume.
+	PausedLeft time.Duration `json:"paused_left,omitempty"`
 }
 
 // EnrollmentStatus is the state of an enrollment.
