@@ -53,7 +53,10 @@ defaults. Each command's --help lists the variables it reads.`,
 	}
 	// Each subcommand lives in its own cmd_<name>.go file.
 	root.AddCommand(
-	// registered commands go here, one line each
+		// registered commands go here, one line each
+		newSimulateCmd(),
+		newValidateCmd(),
+		newSchemaCmd(),
 	)
 	return root
 }
