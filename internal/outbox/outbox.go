@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nurture-oss/nurture/engine"
 	"github.com/nurture-oss/nurture/internal/store"
@@ -52,6 +53,28 @@ func (e *SuppressError) Error() string {
 	return fmt.Sprintf("suppress %s: %v", e.Reason, e.Err)
 }
 func (e *SuppressError) Unwrap() []error { return []error{ErrPermanent, e.Err} }
+
+// RetryAfterError is a transient failure whose receiver said when to try
+// again (an HTTP 429 or 503 with Retry-After). The dispatcher should not
+// retry before After (it may wait longer, per its own backoff).
+type RetryAfterError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("retry after %s: %v", e.After, e.Err)
+}
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter returns the delay a transient failure asked for, if any.
+func RetryAfter(err error) (time.Duration, bool) {
+	var ra *RetryAfterError
+	if errors.As(err, &ra) && ra.After > 0 {
+		return ra.After, true
+	}
+	return 0, false
+}
 
 // Class is the dispatcher's reading of a delivery error.
 type Class int
@@ -104,4 +127,27 @@ type EventPayload struct {
 	Subject string `json:"subject"`
 	ID      string `json:"id"`
 	Data    []byte `json:"data"`
+}
+
+// DeferError says the item was not attempted because a throttle (per-domain
+// or global send rate) is full: the dispatcher should retry it at Until
+// without counting an attempt and without backoff. It is not a failure.
+// Classify reads it as Transient (for dispatchers that do not know it); use
+// DeferUntil to recognise it.
+type DeferError struct {
+	Until  time.Time
+	Reason string // e.g. "domain_rate", "global_rate"
+}
+
+func (e *DeferError) Error() string {
+	return fmt.Sprintf("deferred until %s (%s)", e.Until.UTC().Format(time.RFC3339Nano), e.Reason)
+}
+
+// DeferUntil reports whether err is (or wraps) a *DeferError and when to retry.
+func DeferUntil(err error) (time.Time, bool) {
+	var d *DeferError
+	if errors.As(err, &d) {
+		return d.Until, true
+	}
+	return time.Time{}, false
 }
