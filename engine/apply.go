@@ -21,6 +21,7 @@ type applier struct {
 	out   []Effect
 	score float64 // decayed score at now, kept current
 	env   *Env    // reused for condition evaluation; allocated on first use
+	dup   bool    // the event is among the lead's recent events
 }
 
 func (a *applier) emit(f Effect) {
@@ -42,6 +43,15 @@ func (a *applier) run() {
 		l.UpdatedAt = a.now
 	}
 	a.decay()
+	if a.ev != nil {
+		// Unsubscribes, hard bounces and complaints take effect before
+		// anything else can send: before versions migrate, paused
+		// enrollments resume or due timers fire.
+		a.remember()
+		if !a.dup {
+			a.statusEvent()
+		}
+	}
 	a.reconcileVersions()
 	a.checkEscalation()
 	a.fireDue()
@@ -50,6 +60,25 @@ func (a *applier) run() {
 		a.applyEvent()
 	}
 	a.nextRun()
+}
+
+// remember records the event id in the lead's ring of recent events, or
+// marks the event a duplicate when it is already there.
+func (a *applier) remember() {
+	l, id := a.l, a.ev.ID
+	if slices.Contains(l.RecentEvents, id) {
+		a.dup = true
+		return
+	}
+	if len(l.RecentEvents) < recentEvents {
+		l.RecentEvents = append(l.RecentEvents, id)
+		return
+	}
+	if l.RecentNext < 0 || l.RecentNext >= len(l.RecentEvents) {
+		l.RecentNext = 0
+	}
+	l.RecentEvents[l.RecentNext] = id
+	l.RecentNext = (l.RecentNext + 1) % len(l.RecentEvents)
 }
 
 // decay brings the score to now (never backwards: an input older than the
@@ -168,23 +197,47 @@ func (a *applier) nextRun() {
 	if esc := a.l.Escalation; esc != nil && esc.AckedBy == "" && !esc.AckDueAt.IsZero() && (next.IsZero() || esc.AckDueAt.Before(next)) {
 		next = esc.AckDueAt
 	}
+	if t := a.rearmAt(); !t.IsZero() && (next.IsZero() || t.Before(next)) {
+		next = t
+	}
 	a.l.NextRunAt = next
+}
+
+// rearmAt returns the first whole minute at which the decayed score of an
+// escalated (disarmed) lead is below Rearm, so that a Tick then re-arms it
+// and resumes its paused enrollments; zero when decay never gets there (no
+// half-life, or a mark at or below zero).
+func (a *applier) rearmAt() time.Time {
+	sc, l := a.e.content.Scoring, a.l
+	if l.Armed || sc == nil || sc.HalfLife <= 0 || sc.Rearm <= 0 || l.Score.At.IsZero() {
+		return time.Time{}
+	}
+	v, from := l.Score.Value, l.Score.At
+	if v < sc.Rearm {
+		return time.Time{} // checkEscalation re-arms at the next input anyway
+	}
+	// v·2^(−Δ/H) < Rearm ⇔ Δ > H·log2(v/Rearm).
+	d := float64(sc.HalfLife) * math.Log2(v/sc.Rearm)
+	if !(d >= 0) || d > float64(100*365*24*time.Hour) {
+		return time.Time{} // beyond any horizon worth a timer
+	}
+	t := from.Add(time.Duration(d)).Truncate(time.Minute).Add(time.Minute)
+	// Guard against rounding: the Tick must find the score below the mark,
+	// computed exactly as decay computes it.
+	for range 4 {
+		if v*math.Exp2(-float64(t.Sub(from))/float64(sc.HalfLife)) < sc.Rearm {
+			return t
+		}
+		t = t.Add(time.Minute)
+	}
+	return t
 }
 
 func (a *applier) applyEvent() {
 	l, ev := a.l, a.ev
-	if slices.Contains(l.RecentEvents, ev.ID) {
+	if a.dup {
 		a.emit(Ignored{Event: ev.ID, Reason: "duplicate event"})
 		return
-	}
-	if len(l.RecentEvents) < recentEvents {
-		l.RecentEvents = append(l.RecentEvents, ev.ID)
-	} else {
-		if l.RecentNext < 0 || l.RecentNext >= len(l.RecentEvents) {
-			l.RecentNext = 0
-		}
-		l.RecentEvents[l.RecentNext] = ev.ID
-		l.RecentNext = (l.RecentNext + 1) % len(l.RecentEvents)
 	}
 	if ev.Email != "" {
 		l.Email = ev.Email
@@ -198,7 +251,7 @@ func (a *applier) applyEvent() {
 		}
 	}
 	n := len(l.Enrollments) // enrollments that existed before this event
-	a.statusEvent()
+	// The status change (if any) was applied first, in run.
 	if ev.Type == EventEscalationAcked {
 		a.ack()
 	}

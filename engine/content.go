@@ -205,7 +205,9 @@ type Scoring struct {
 	OnEscalate EscalationAction
 	Routing    Routing
 	// AckTimeout: if no rep acknowledges within this time the lead is
-	// re-routed to the next eligible rep. 0 disables.
+	// re-routed to the next eligible rep of its routing tiers (territory
+	// reps, then catch-all reps); once none is left the SLA stops. 0
+	// disables.
 	AckTimeout time.Duration
 }
 

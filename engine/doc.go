@@ -26,18 +26,21 @@
 // Apply validates the input first (ErrInvalidEvent, ErrInvalidInput) and
 // touches nothing when it fails; after that nothing can fail, so the lead
 // never needs to be copied. Then, in this order: the score decays to Now;
+// an unsubscribe, hard bounce or complaint (not a duplicate) changes the
+// lead's status and exits its enrollments, before anything else can send;
 // enrollments on versions that are no longer current follow the new
 // version's in-flight policy; the escalation hysteresis is checked (re-arm,
 // resume paused enrollments); every enrollment timer due at Now fires,
 // earliest first; an overdue acknowledgement re-routes the escalation. For
 // an event: duplicates (by id, among the lead's last 8) are ignored; email
-// and traits merge into the lead; unsubscribes, hard bounces and complaints
-// change the lead's status and exit its enrollments; machine traffic and
+// and traits merge into the lead; machine traffic and
 // opens too soon after the send are ignored; opens and clicks are recorded;
 // scoring rules apply; the threshold is checked; exit goals end enrollments;
 // wait_for steps waiting for the event advance; and finally the event may
 // enroll the lead in sequences (in sequence id order). Lead.NextRunAt is
-// recomputed last.
+// recomputed last; for an escalated lead whose score decays it includes the
+// first whole minute at which the score is below the re-arm mark, so that
+// decay alone re-arms the lead and resumes what the escalation paused.
 //
 // # Time and order
 //
@@ -48,7 +51,8 @@
 // alone and does not un-decay the score, and a timer fires only when Now has
 // reached it. Because due timers fire before an event applies, a click that
 // arrives after a wait_for timed out (but before the tick ran) finds the
-// timeout already taken.
+// timeout already taken. Status events are the exception: they apply
+// first, so an email due at the instant of an unsubscribe is not sent.
 //
 // # Daylight saving time
 //

@@ -69,7 +69,7 @@ type Completed struct {
 }
 
 // Paused / Resumed: escalation paused the enrollment (resumed when the lead
-// re-arms).
+// re-arms; a resumed wait is followed by its Waiting effect).
 type Paused struct {
 	Enrollment string
 	Sequence   string

@@ -21,11 +21,14 @@ func TestInvariantsUnderRandomInput(t *testing.T) {
 	loop.Enroll.On = []string{"loop.me"}
 	c.Sequences = append(c.Sequences, loop)
 	c.Current["loop"] = "v1"
+	// Strong intent, so that leads escalate, get re-routed and re-arm.
+	c.Scoring.Rules = append(c.Scoring.Rules, &engine.Rule{ID: "demo", Event: "demo.requested", Points: 60})
 	e, err := engine.New(c)
 	require.NoError(t, err)
 	types := []string{"trial.started", "page.viewed", engine.EventEmailOpened, engine.EventEmailClicked, "demo.booked",
-		engine.EventEscalationAcked, engine.EventEmailUnsubscribed, "feature.used", "loop.me", engine.EventEmailBounced}
+		engine.EventEscalationAcked, engine.EventEmailUnsubscribed, "feature.used", "loop.me", engine.EventEmailBounced, "demo.requested"}
 	steps := []string{"welcome", "tips", "offer", "nudge", "nope", ""}
+	disarmed := 0
 	for seed := range uint64(40) {
 		r := rand.New(rand.NewPCG(seed, 7))
 		now := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
@@ -88,10 +91,18 @@ func TestInvariantsUnderRandomInput(t *testing.T) {
 			if esc := l.Escalation; esc != nil && esc.AckedBy == "" && !esc.AckDueAt.IsZero() && (next.IsZero() || esc.AckDueAt.Before(next)) {
 				next = esc.AckDueAt
 			}
-			require.Equal(t, next, l.NextRunAt)
+			if l.Armed {
+				require.Equal(t, next, l.NextRunAt)
+			} else {
+				// Disarmed with decay: the re-arm instant is a timer too.
+				disarmed++
+				require.False(t, l.NextRunAt.IsZero(), "seed %d: a disarmed lead re-arms by decay", seed)
+				require.True(t, next.IsZero() || !l.NextRunAt.After(next))
+			}
 			for _, ld := range desk.Reps {
 				require.GreaterOrEqual(t, ld.Open, 0)
 			}
 		}
 	}
+	require.NotZero(t, disarmed, "the random input escalates leads")
 }

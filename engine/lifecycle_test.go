@@ -321,3 +321,87 @@ func TestVersions(t *testing.T) {
 		require.Empty(t, b.event(start.Add(200*time.Hour), "trial.started", nil))
 	})
 }
+
+// TestStatusEventsBeforeDueTimers pins "unsubscribes take effect before the
+// next send" at the tightest point: the status event arrives at the very
+// instant an email is due (or a paused enrollment would resume into one).
+// The status changes first, so nothing is sent in that Apply.
+func TestStatusEventsBeforeDueTimers(t *testing.T) {
+	t.Parallel()
+	start := at(t, "2026-03-02T08:00:00Z")
+	due := start.Add(24 * time.Hour) // b is due: the wait ends now
+	tests := []struct {
+		name  string
+		typ   string
+		props map[string]any
+		want  []engine.Effect
+	}{
+		{"unsubscribed", engine.EventEmailUnsubscribed, nil, []engine.Effect{
+			engine.StatusChanged{From: engine.LeadActive, To: engine.LeadUnsubscribed, Event: "ev2"},
+			engine.Exited{Enrollment: "L1.s.1", Sequence: "s", Step: "w", Reason: "unsubscribed"},
+		}},
+		{"hard bounce", engine.EventEmailBounced, map[string]any{"kind": "hard"}, []engine.Effect{
+			engine.StatusChanged{From: engine.LeadActive, To: engine.LeadBounced, Event: "ev2"},
+			engine.Exited{Enrollment: "L1.s.1", Sequence: "s", Step: "w", Reason: "bounced"},
+		}},
+		{"complained", engine.EventEmailComplained, nil, []engine.Effect{
+			engine.StatusChanged{From: engine.LeadActive, To: engine.LeadComplained, Event: "ev2"},
+			engine.Exited{Enrollment: "L1.s.1", Sequence: "s", Step: "w", Reason: "complained"},
+		}},
+		{"soft bounce changes nothing: the due email goes out", engine.EventEmailBounced, map[string]any{"kind": "soft"}, []engine.Effect{
+			engine.SendEmail{SendID: "L1.s.1.b", Enrollment: "L1.s.1", Sequence: "s", Version: "v1", Step: "b", Template: "b",
+				To: "ana@example.com", From: "hello@example.com"},
+			engine.Completed{Enrollment: "L1.s.1", Sequence: "s"},
+		}},
+		{"any other event comes after the due timers", "page.viewed", nil, []engine.Effect{
+			engine.SendEmail{SendID: "L1.s.1.b", Enrollment: "L1.s.1", Sequence: "s", Version: "v1", Step: "b", Template: "b",
+				To: "ana@example.com", From: "hello@example.com"},
+			engine.Completed{Enrollment: "L1.s.1", Sequence: "s"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, content(seq("s", email("a"), wait("w", 24*time.Hour), email("b"))), start, nil)
+			require.Len(t, sends(b.event(start, "trial.started", nil)), 1)
+			require.Equal(t, due, b.l.NextRunAt)
+			require.Equal(t, tt.want, b.event(due, tt.typ, tt.props))
+		})
+	}
+	t.Run("redelivered unsubscribe", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, content(seq("s", email("a"), wait("w", 24*time.Hour), email("b"))), start, nil)
+		b.event(start, "trial.started", nil)
+		b.event(start.Add(time.Hour), engine.EventEmailUnsubscribed, nil)
+		// A complaint, then the unsubscribe again: the duplicate must not
+		// move the status back.
+		b.event(start.Add(2*time.Hour), engine.EventEmailComplained, nil)
+		effs := b.apply(start.Add(3*time.Hour), &engine.Event{ID: "ev2", Type: engine.EventEmailUnsubscribed, Lead: "L1"})
+		require.Equal(t, []engine.Effect{engine.Ignored{Event: "ev2", Reason: "duplicate event"}}, effs)
+		require.Equal(t, engine.LeadComplained, b.l.Status)
+	})
+	t.Run("unsubscribe at the re-arm instant", func(t *testing.T) {
+		t.Parallel()
+		// b waits for the frequency cap; the escalation pauses it; at the
+		// re-arm instant it would resume and send at once.
+		c := scoringContent(hotModel(engine.Rep{ID: "sam"}), seq("s", email("a"), email("b")))
+		c.Limits = engine.Limits{MaxEmails: 1, Period: 24 * time.Hour}
+		b := setup(t, c, start, nil)
+		b.event(start, "trial.started", nil)
+		require.Len(t, find[engine.Paused](b.event(start.Add(time.Hour), "demo.requested", nil)), 1)
+		rearm := b.l.NextRunAt
+		require.Equal(t, start.Add(time.Hour+38*time.Hour+3*time.Minute), rearm)
+		// Without the unsubscribe, the resume sends b.
+		ctl := clone(t, b.l)
+		effs, err := b.e.Apply(ctl, engine.Input{Now: rearm, Desk: &engine.Desk{}})
+		require.NoError(t, err)
+		require.Equal(t, []string{"resumed", "email.sent", "completed"}, actions(effs))
+
+		effs = b.event(rearm, engine.EventEmailUnsubscribed, nil)
+		require.Equal(t, []engine.Effect{
+			engine.StatusChanged{From: engine.LeadActive, To: engine.LeadUnsubscribed, Event: "ev3"},
+			engine.Exited{Enrollment: "L1.s.1", Sequence: "s", Step: "b", Reason: "unsubscribed"},
+		}, effs)
+		require.True(t, b.l.Armed)
+	})
+}

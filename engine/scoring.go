@@ -133,10 +133,12 @@ func (a *applier) ackTimeout() {
 			esc.AckDueAt = a.now.Add(sc.AckTimeout)
 			return
 		}
-		esc.Attempt++
+		// Every candidate of the lead's routing tiers was tried (or is away
+		// or full): the SLA stops here and the escalation stays where it is.
+		// No further escalated effect; one ignored effect says why.
 		esc.AckDueAt = time.Time{}
-		a.emit(Escalated{ID: esc.ID, Rep: esc.Rep, Attempt: esc.Attempt, Score: a.score,
-			Reason: "not acknowledged within " + sc.AckTimeout.String() + "; no other eligible rep; staying with " + esc.Rep})
+		a.emit(Ignored{Reason: "escalation " + esc.ID + " not acknowledged within " + sc.AckTimeout.String() +
+			"; no other eligible rep for the lead; stays with " + esc.Rep + ", no further re-routing"})
 		return
 	}
 	if ld := a.load(esc.Rep); ld != nil && ld.Open > 0 {
@@ -212,10 +214,14 @@ func (a *applier) load(rep string) *RepLoad {
 
 // route picks the rep for an escalation, skipping exclude, and records the
 // assignment on the desk. Eligible reps are not away (config or desk) and
-// under capacity. Territory routing prefers reps whose territories contain
-// the lead's territory trait (case-insensitive), then catch-all reps (no
-// territories), then everyone eligible. Among the chosen group the rep with
-// the fewest assignments wins, ties broken by config order.
+// under capacity. Territory routing goes through the lead's tiers in order:
+// reps whose territories contain the lead's territory trait
+// (case-insensitive), then catch-all reps (no territories). Reps of other
+// territories are a third tier only when no rep at all (eligible or not)
+// covers the lead's territory, or the lead has none. Among the first tier
+// with an eligible rep, the rep with the fewest assignments wins, ties
+// broken by config order. Re-routes pass the reps already tried as exclude,
+// so an escalation never leaves the lead's tiers.
 func (a *applier) route(exclude []string) (rep, reason string) {
 	sc := a.e.content.Scoring
 	if sc == nil || len(sc.Routing.Reps) == 0 {
@@ -233,8 +239,12 @@ func (a *applier) route(exclude []string) (rep, reason string) {
 	var count [3]int
 	best := [3]int{-1, -1, -1}
 	var bestLoad [3]int64
+	covered := false // some rep, eligible or not, has the lead's territory
 	for i := range rt.Reps {
 		r := &rt.Reps[i]
+		inTerritory := rt.Strategy == RouteTerritory && territory != "" &&
+			slices.ContainsFunc(r.Territories, func(t string) bool { return strings.EqualFold(t, territory) })
+		covered = covered || inTerritory
 		if slices.Contains(exclude, r.ID) || r.Away {
 			continue
 		}
@@ -250,7 +260,7 @@ func (a *applier) route(exclude []string) (rep, reason string) {
 		g := 0
 		if rt.Strategy == RouteTerritory {
 			switch {
-			case territory != "" && slices.ContainsFunc(r.Territories, func(t string) bool { return strings.EqualFold(t, territory) }):
+			case inTerritory:
 				g = 0
 			case len(r.Territories) == 0:
 				g = 1
@@ -263,11 +273,15 @@ func (a *applier) route(exclude []string) (rep, reason string) {
 			best[g], bestLoad[g] = i, assigned
 		}
 	}
+	tiers := 3
+	if covered {
+		tiers = 2 // never to another territory's reps
+	}
 	g := 0
-	for g < 3 && best[g] < 0 {
+	for g < tiers && best[g] < 0 {
 		g++
 	}
-	if g == 3 {
+	if g == tiers {
 		return "", "no rep available"
 	}
 	var b strings.Builder

@@ -122,21 +122,32 @@ func TestEscalationHysteresis(t *testing.T) {
 	require.Equal(t, "sam", b.l.Owner)
 	require.False(t, b.l.Armed)
 	require.Equal(t, engine.EnrollmentPaused, b.l.Enrollments[0].Status)
-	require.True(t, b.l.NextRunAt.IsZero(), "a paused enrollment has no timer")
+	require.True(t, b.l.Enrollments[0].NextRunAt.IsZero(), "a paused enrollment has no timer")
+	// The lead's timer is the re-arm instant: 60·2^(−Δ/24h) < 20 from
+	// Δ = 24h·log2(3) ≈ 38h02m21s, rounded up to the minute.
+	require.Equal(t, start.Add(time.Hour+38*time.Hour+3*time.Minute), b.l.NextRunAt)
 
 	// Still above the threshold, or between the marks: no second escalation.
 	effs = b.event(start.Add(2*time.Hour), "demo.requested", nil)
 	require.Empty(t, find[engine.Escalated](effs))
-	// 24h later the score is ~59.6; after 3 more half-lives it falls below 20 → re-armed, resumed.
-	effs = b.apply(start.Add(5*24*time.Hour), nil)
-	require.Equal(t, []string{"resumed"}, actions(effs))
+	// The score (≈118.3 now) falls below 20 after 24h·log2(118.3/20) ≈ 61.5h:
+	// decay alone re-arms the lead and resumes the sequence, no event needed.
+	rearm := b.l.NextRunAt
+	require.Equal(t, rearmInstant(b.l.Score.Value, b.l.Score.At, 24*time.Hour, 20), rearm)
+	require.Empty(t, b.run(rearm.Add(-time.Minute)))
+	require.False(t, b.l.Armed)
+	effs = b.run(rearm)
+	require.Equal(t, []engine.Effect{
+		engine.Resumed{Enrollment: "L1.s.1", Sequence: "s", Step: "w"},
+		engine.Waiting{Enrollment: "L1.s.1", Sequence: "s", Step: "w", Until: rearm.Add(71 * time.Hour), Reason: "wait"},
+	}, effs, "the wait keeps the 71h it had left")
 	require.True(t, b.l.Armed)
 	en := b.l.Enrollments[0]
 	require.Equal(t, engine.EnrollmentActive, en.Status)
-	require.Equal(t, start.Add(5*24*time.Hour).Add(71*time.Hour), en.NextRunAt, "the wait keeps the 71h it had left")
+	require.Equal(t, rearm.Add(71*time.Hour), b.l.NextRunAt)
 
 	// Second crossing: a new id.
-	effs = b.event(start.Add(5*24*time.Hour+time.Minute), "demo.requested", nil)
+	effs = b.event(rearm.Add(time.Minute), "demo.requested", nil)
 	esc = find[engine.Escalated](effs)[0]
 	require.Equal(t, "L1.escalation-2", esc.ID)
 	require.Equal(t, 2, b.l.Crossings)
@@ -255,7 +266,7 @@ func TestAckAndSLA(t *testing.T) {
 		effs := b.event(start.Add(time.Hour), engine.EventEscalationAcked, map[string]any{"escalation": "L1.escalation-1", "rep": "ana"})
 		require.Equal(t, []engine.Effect{engine.Acknowledged{ID: "L1.escalation-1", Rep: "ana"}}, effs)
 		require.True(t, b.l.Escalation.AckDueAt.IsZero())
-		require.True(t, b.l.NextRunAt.IsZero())
+		require.Equal(t, start.Add(38*time.Hour+3*time.Minute), b.l.NextRunAt, "no ack deadline; only the re-arm instant")
 		require.Empty(t, b.apply(start.Add(3*time.Hour), nil))
 		// A second ack is ignored.
 		effs = b.event(start.Add(3*time.Hour), engine.EventEscalationAcked, map[string]any{"escalation": "L1.escalation-1", "rep": "ana"})
@@ -276,12 +287,13 @@ func TestAckAndSLA(t *testing.T) {
 		require.Equal(t, 0, b.desk.Reps["ana"].Open)
 		require.Equal(t, 1, b.desk.Reps["ben"].Open)
 		effs = b.apply(start.Add(4*time.Hour), nil)
-		again := find[engine.Escalated](effs)
-		require.Len(t, again, 1)
-		require.Equal(t, "ben", again[0].Rep)
-		require.Equal(t, 3, again[0].Attempt)
-		require.Contains(t, again[0].Reason, "no other eligible rep; staying with ben")
-		require.True(t, b.l.NextRunAt.IsZero())
+		require.Equal(t, []engine.Effect{engine.Ignored{Reason: "escalation L1.escalation-1 not acknowledged within 2h0m0s; " +
+			"no other eligible rep for the lead; stays with ben, no further re-routing"}}, effs, "the SLA stops: no more escalated effects")
+		require.Equal(t, "ben", b.l.Escalation.Rep)
+		require.Equal(t, 2, b.l.Escalation.Attempt)
+		require.True(t, b.l.Escalation.AckDueAt.IsZero())
+		require.Equal(t, start.Add(38*time.Hour+3*time.Minute), b.l.NextRunAt, "only the re-arm instant is left")
+		require.Empty(t, b.apply(start.Add(6*time.Hour), nil))
 		// The first rep may still take it.
 		effs = b.event(start.Add(5*time.Hour), engine.EventEscalationAcked, map[string]any{"rep": "ana"})
 		require.Equal(t, []engine.Effect{engine.Acknowledged{ID: "L1.escalation-1", Rep: "ana"}}, effs)
@@ -317,8 +329,12 @@ func TestPausedEnrollment(t *testing.T) {
 		require.Empty(t, b.event(start.Add(2*time.Hour), engine.EventEmailClicked, map[string]any{"step": "a"}))
 		require.Empty(t, b.apply(start.Add(20*time.Hour), nil))
 		require.Equal(t, engine.EnrollmentPaused, b.l.Enrollments[0].Status)
-		resumeAt := start.Add(6 * 24 * time.Hour)
-		require.Equal(t, []string{"resumed"}, actions(b.apply(resumeAt, nil)))
+		resumeAt := b.l.NextRunAt // the re-arm instant: decay alone wakes the lead
+		require.Equal(t, start.Add(time.Hour+38*time.Hour+3*time.Minute), resumeAt)
+		require.Equal(t, []engine.Effect{
+			engine.Resumed{Enrollment: "L1.s.1", Sequence: "s", Step: "click"},
+			engine.Waiting{Enrollment: "L1.s.1", Sequence: "s", Step: "click", Until: resumeAt.Add(9 * time.Hour), Reason: "wait_for", Event: engine.EventEmailClicked},
+		}, b.apply(resumeAt, nil))
 		require.Equal(t, resumeAt.Add(9*time.Hour), b.l.NextRunAt)
 		effs := b.event(resumeAt.Add(time.Hour), engine.EventEmailClicked, map[string]any{"step": "a"})
 		require.Equal(t, []string{"email.sent", "completed"}, actions(effs))
@@ -330,4 +346,86 @@ func TestPausedEnrollment(t *testing.T) {
 		require.Equal(t, []engine.Effect{engine.Exited{Enrollment: "L1.s.1", Sequence: "s", Step: "click", Reason: "goal:demo.booked"}}, effs)
 		require.Empty(t, b.apply(start.Add(6*24*time.Hour), nil), "nothing to resume")
 	})
+}
+
+// TestRerouteStaysInTiers: when the ack SLA passes, the escalation moves to
+// the next rep of the lead's own tiers (territory reps, then catch-all reps)
+// and never to another territory's reps unless no rep covers the lead's
+// territory at all. Once every candidate was tried the SLA stops with one
+// ignored effect: no more escalated effects.
+func TestRerouteStaysInTiers(t *testing.T) {
+	t.Parallel()
+	start := at(t, "2026-03-02T08:00:00Z")
+	reps := []engine.Rep{
+		{ID: "ana", Territories: []string{"amer"}},
+		{ID: "ben", Territories: []string{"amer"}},
+		{ID: "clara", Territories: []string{"emea"}},
+		{ID: "kenji", Territories: []string{"apac"}},
+		{ID: "dana"}, // catch-all
+	}
+	stop := func(rep string) string {
+		return "escalation L1.escalation-1 not acknowledged within 1h0m0s; no other eligible rep for the lead; stays with " + rep + ", no further re-routing"
+	}
+	tests := []struct {
+		name     string
+		strategy engine.RoutingStrategy
+		region   any
+		away     []string
+		want     []string // reps, in order, of the escalated effects
+		stopped  string   // the ignored effect that stops the SLA ("" = none)
+	}{
+		{"amer: territory reps, then the catch-all", engine.RouteTerritory, "amer", nil, []string{"ana", "ben", "dana"}, stop("dana")},
+		{"amer, ana away: never to emea or apac", engine.RouteTerritory, "amer", []string{"ana"}, []string{"ben", "dana"}, stop("dana")},
+		{"emea, no catch-all free: stays with clara", engine.RouteTerritory, "emea", []string{"dana"}, []string{"clara"}, stop("clara")},
+		{"latam: nobody covers it, catch-all then everyone", engine.RouteTerritory, "latam", nil, []string{"dana", "ana", "ben", "clara", "kenji"}, stop("kenji")},
+		{"no region: catch-all then everyone", engine.RouteTerritory, nil, []string{"ben", "clara", "kenji"}, []string{"dana", "ana"}, stop("ana")},
+		{"round robin: everyone", engine.RouteRoundRobin, "amer", []string{"clara", "kenji"}, []string{"ana", "ben", "dana"}, stop("dana")},
+		// Everyone of the lead's tiers is away: nobody from another territory
+		// is assigned; the engine retries silently every timeout.
+		{"emea, clara and dana away: no rep, not amer", engine.RouteTerritory, "emea", []string{"clara", "dana"}, []string{""}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sc := hotModel(reps...)
+			sc.AckTimeout = time.Hour
+			sc.Routing.Strategy = tt.strategy
+			sc.Routing.TerritoryTrait = "region"
+			b := setup(t, scoringContent(sc), start, map[string]any{"region": tt.region})
+			b.desk.Reps = map[string]*engine.RepLoad{}
+			for _, r := range tt.away {
+				b.desk.Reps[r] = &engine.RepLoad{Away: true}
+			}
+			effs := b.event(start, "demo.requested", nil)
+			effs = append(effs, b.run(start.Add(24*time.Hour))...)
+			var got []string
+			for i, f := range find[engine.Escalated](effs) {
+				require.Equal(t, i+1, f.Attempt)
+				require.Equal(t, "L1.escalation-1", f.ID)
+				got = append(got, f.Rep)
+			}
+			require.Equal(t, tt.want, got)
+			ign := find[engine.Ignored](effs)
+			if tt.stopped == "" {
+				require.Empty(t, ign)
+				require.Equal(t, start.Add(25*time.Hour), b.l.NextRunAt, "still retrying every hour")
+				return
+			}
+			require.Equal(t, []engine.Ignored{{Reason: tt.stopped}}, ign)
+			last := tt.want[len(tt.want)-1]
+			require.Equal(t, last, b.l.Owner)
+			require.True(t, b.l.Escalation.AckDueAt.IsZero(), "the SLA stopped")
+			for _, r := range reps {
+				want := 0
+				if r.ID == last {
+					want = 1
+				}
+				if ld := b.desk.Reps[r.ID]; ld != nil {
+					require.Equal(t, want, ld.Open, r.ID)
+				} else {
+					require.Zero(t, want, r.ID)
+				}
+			}
+		})
+	}
 }

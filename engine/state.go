@@ -32,7 +32,8 @@ type Lead struct {
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 	// NextRunAt is the earliest time any timer of this lead is due (an
-	// enrollment's NextRunAt or the escalation's AckDueAt); zero when none.
+	// enrollment's NextRunAt, the escalation's AckDueAt, or the minute the
+	// decaying score of an escalated lead falls below Rearm); zero when none.
 	// Stores index it; the runtime sends a Tick when it is due.
 	NextRunAt time.Time `json:"next_run_at,omitzero"`
 	// RecentEvents holds the ids of the last events applied (at most 8, a

@@ -167,11 +167,25 @@ func (a *applier) resume(en *Enrollment) {
 	}
 	en.PausedLeft = 0
 	a.emit(Resumed{Enrollment: en.ID, Sequence: en.Sequence, Step: en.Step})
-	if si := a.info(en); si != nil {
-		if en.NextRunAt.IsZero() && en.WaitingFor == "" {
-			a.runEnrollment(en, si)
+	si := a.info(en)
+	if si == nil {
+		return
+	}
+	if en.NextRunAt.IsZero() && en.WaitingFor == "" {
+		a.runEnrollment(en, si) // entered afresh: the step says what it waits for
+		return
+	}
+	// The wait goes on with the time it had left: say until when.
+	reason := "wait"
+	if i, ok := si.steps[en.Step]; ok {
+		switch st := si.seq.Steps[i]; {
+		case st.Kind == StepWaitFor:
+			reason = "wait_for"
+		case st.Kind == StepWait && st.BusinessDays > 0:
+			reason = "business_days"
 		}
 	}
+	a.emit(Waiting{Enrollment: en.ID, Sequence: en.Sequence, Step: en.Step, Until: en.NextRunAt, Reason: reason, Event: en.WaitingFor})
 }
 
 // email runs an email step. It reports true when the step is done (sent or
