@@ -57,6 +57,10 @@ defaults. Each command's --help lists the variables it reads.`,
 		newSimulateCmd(),
 		newValidateCmd(),
 		newSchemaCmd(),
+		newServeCmd(),
+		newMigrateCmd(),
+		newPublishCmd(),
+		newHealthcheckCmd(),
 	)
 	return root
 }

@@ -87,6 +87,9 @@ type Reader interface {
 	History(ctx context.Context, leadKey string, limit int) ([]History, error)
 	ListOutbox(ctx context.Context, f OutboxFilter) ([]OutboxItem, error)
 	DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error)
+	// RecentLeads returns up to limit leads (default 100), most recently
+	// updated first, ties by key (the lead list of `nurture dev`).
+	RecentLeads(ctx context.Context, limit int) ([]*engine.Lead, error)
 }
 
 // Admin covers migrations, content versions and reps.
@@ -102,6 +105,11 @@ type Admin interface {
 	Versions(ctx context.Context) ([]SequenceVersion, error)
 	// SetRepAway marks a rep away (out of office) or back.
 	SetRepAway(ctx context.Context, rep string, away bool) error
+	// PruneProcessed forgets processed event ids recorded before before and
+	// returns how many it deleted. Run it periodically with a horizon well
+	// beyond the JetStream duplicate window and the longest redelivery
+	// delay: an id pruned too early lets a redelivered event apply twice.
+	PruneProcessed(ctx context.Context, before time.Time) (int64, error)
 }
 
 // History is one entry of a lead's timeline.

@@ -1,0 +1,283 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/nurture-oss/nurture/engine"
+	"github.com/nurture-oss/nurture/internal/store"
+)
+
+func scanOutbox(r scanner) (store.OutboxItem, error) {
+	var it store.OutboxItem
+	var payload []byte
+	var attempts int32
+	var next, lease, created, updated pgtype.Timestamptz
+	if err := r.Scan(&it.ID, &it.Kind, &it.DedupeKey, &it.LeadKey, &payload, &it.Status, &attempts,
+		&next, &lease, &it.LastError, &created, &updated); err != nil {
+		return it, err
+	}
+	it.Payload = payload
+	it.Attempts = int(attempts)
+	it.NextAttemptAt, it.LeaseUntil = fromTS(next), fromTS(lease)
+	it.CreatedAt, it.UpdatedAt = fromTS(created), fromTS(updated)
+	return it, nil
+}
+
+// ClaimOutbox leases due items; each claim counts as an attempt.
+func (s *Store) ClaimOutbox(ctx context.Context, p store.ClaimParams) ([]store.OutboxItem, error) {
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	kinds := p.Kinds
+	if kinds == nil {
+		kinds = []string{}
+	}
+	rows, err := s.pool.Query(ctx, qClaimOutbox, p.Now, kinds, p.Limit, p.Now.Add(p.Lease))
+	if err != nil {
+		return nil, translate("claim outbox", err)
+	}
+	items, err := collect(rows, "claim outbox", scanOutbox)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(items, func(a, b store.OutboxItem) int {
+		if c := a.NextAttemptAt.Compare(b.NextAttemptAt); c != 0 {
+			return c
+		}
+		return int(a.ID - b.ID)
+	})
+	return items, nil
+}
+
+var completeStatuses = map[string]bool{
+	store.StatusSent: true, store.StatusRetry: true, store.StatusFailed: true,
+	store.StatusUnknown: true, store.StatusSuppressed: true,
+}
+
+// CompleteOutbox records outcomes; an id that does not exist is reported
+// as store.ErrNotFound (the others are still recorded).
+func (s *Store) CompleteOutbox(ctx context.Context, results []store.OutboxResult) error {
+	if len(results) == 0 {
+		return nil
+	}
+	n := len(results)
+	ids := make([]int64, n)
+	statuses, errs := make([]string, n), make([]string, n)
+	nextAt := make([]pgtype.Timestamptz, n)
+	at := make([]time.Time, n)
+	now := time.Now()
+	for i, r := range results {
+		if !completeStatuses[r.Status] {
+			return fmt.Errorf("complete outbox %d: invalid status %q", r.ID, r.Status)
+		}
+		if r.Status == store.StatusRetry && r.NextAt.IsZero() {
+			return fmt.Errorf("complete outbox %d: retry needs NextAt", r.ID)
+		}
+		ids[i], statuses[i], errs[i] = r.ID, r.Status, r.Error
+		nextAt[i] = ts(r.NextAt)
+		at[i] = firstNonZero(r.At, now)
+	}
+	tag, err := s.pool.Exec(ctx, qCompleteOutbox, ids, statuses, errs, nextAt, at)
+	if err != nil {
+		return translate(fmt.Sprintf("complete outbox (%d, first %d)", n, ids[0]), err)
+	}
+	if int(tag.RowsAffected()) < len(sortedUniqueInt(ids)) {
+		return fmt.Errorf("complete outbox: %d of %d items exist: %w", tag.RowsAffected(), n, store.ErrNotFound)
+	}
+	return nil
+}
+
+func sortedUniqueInt(in []int64) []int64 {
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (s *Store) ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]store.OutboxItem, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, qExpiredLeases, now, limit)
+	if err != nil {
+		return nil, translate("expired leases", err)
+	}
+	return collect(rows, "expired leases", scanOutbox)
+}
+
+// Suppress adds an address (lower-cased) to the suppression list. The
+// first reason recorded is kept.
+func (s *Store) Suppress(ctx context.Context, email, reason string, now time.Time) error {
+	e := normEmail(email)
+	if e == "" {
+		return fmt.Errorf("suppress: empty address")
+	}
+	if _, err := s.pool.Exec(ctx, qSuppress, e, reason, now); err != nil {
+		return translate("suppress", err)
+	}
+	return nil
+}
+
+// Lead returns a lead's state, or store.ErrNotFound.
+func (s *Store) Lead(ctx context.Context, key string) (*engine.Lead, error) {
+	l, err := scanLead(s.pool.QueryRow(ctx, qLead, key))
+	if err != nil {
+		return nil, translate("lead "+key, err)
+	}
+	return l, nil
+}
+
+// History returns the latest limit entries of a lead's timeline (all when
+// limit <= 0), oldest first.
+func (s *Store) History(ctx context.Context, leadKey string, limit int) ([]store.History, error) {
+	var lim *int64
+	if limit > 0 {
+		l := int64(limit)
+		lim = &l
+	}
+	rows, err := s.pool.Query(ctx, qHistory, leadKey, lim)
+	if err != nil {
+		return nil, translate("history "+leadKey, err)
+	}
+	return collect(rows, "history "+leadKey, func(r scanner) (store.History, error) {
+		var h store.History
+		var at pgtype.Timestamptz
+		var data []byte
+		if err := r.Scan(&h.LeadKey, &at, &h.Kind, &h.EventID, &data); err != nil {
+			return h, err
+		}
+		h.At = fromTS(at)
+		h.Data = data
+		return h, nil
+	})
+}
+
+// ListOutbox returns items newest first (default limit 100).
+func (s *Store) ListOutbox(ctx context.Context, f store.OutboxFilter) ([]store.OutboxItem, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var rows pgx.Rows
+	var err error
+	switch {
+	case f.Kind != "" && f.LeadKey != "":
+		rows, err = s.pool.Query(ctx, qListOutboxKindLead, limit, f.Kind, f.LeadKey)
+	case f.Kind != "":
+		rows, err = s.pool.Query(ctx, qListOutboxKind, limit, f.Kind)
+	case f.LeadKey != "":
+		rows, err = s.pool.Query(ctx, qListOutboxLead, limit, f.LeadKey)
+	default:
+		rows, err = s.pool.Query(ctx, qListOutbox, limit)
+	}
+	if err != nil {
+		return nil, translate("list outbox", err)
+	}
+	return collect(rows, "list outbox", scanOutbox)
+}
+
+// DeadLetters returns the latest dead letters, newest first (default 100).
+func (s *Store) DeadLetters(ctx context.Context, limit int) ([]store.DeadLetter, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.pool.Query(ctx, qDeadLetters, limit)
+	if err != nil {
+		return nil, translate("dead letters", err)
+	}
+	return collect(rows, "dead letters", func(r scanner) (store.DeadLetter, error) {
+		var d store.DeadLetter
+		var at pgtype.Timestamptz
+		if err := r.Scan(&d.ID, &at, &d.Subject, &d.EventID, &d.Reason, &d.Payload); err != nil {
+			return d, err
+		}
+		d.At = fromTS(at)
+		return d, nil
+	})
+}
+
+// PublishVersions records versions; existing (sequence, version) pairs
+// keep their first source and time.
+func (s *Store) PublishVersions(ctx context.Context, vs []store.SequenceVersion) error {
+	if len(vs) == 0 {
+		return nil
+	}
+	n := len(vs)
+	seqs, vers := make([]string, n), make([]string, n)
+	srcs := make([][]byte, n)
+	at := make([]time.Time, n)
+	now := time.Now()
+	for i, v := range vs {
+		seqs[i], vers[i], srcs[i], at[i] = v.Sequence, v.Version, v.Source, firstNonZero(v.PublishedAt, now)
+	}
+	if _, err := s.pool.Exec(ctx, qPublishVersions, seqs, vers, srcs, at); err != nil {
+		return translate(fmt.Sprintf("publish versions (first %s@%s)", seqs[0], vers[0]), err)
+	}
+	return nil
+}
+
+// Versions returns every recorded version, by sequence then publish time.
+func (s *Store) Versions(ctx context.Context) ([]store.SequenceVersion, error) {
+	rows, err := s.pool.Query(ctx, qVersions)
+	if err != nil {
+		return nil, translate("versions", err)
+	}
+	return collect(rows, "versions", func(r scanner) (store.SequenceVersion, error) {
+		var v store.SequenceVersion
+		var at pgtype.Timestamptz
+		if err := r.Scan(&v.Sequence, &v.Version, &v.Source, &at); err != nil {
+			return v, err
+		}
+		v.PublishedAt = fromTS(at)
+		return v, nil
+	})
+}
+
+// SetRepAway marks a rep away or back, creating its desk row if needed. It
+// takes the desk lock, so it never races a routing transaction.
+func (s *Store) SetRepAway(ctx context.Context, rep string, away bool) error {
+	if rep == "" {
+		return fmt.Errorf("set rep away: empty rep id")
+	}
+	ptx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return translate("set rep away "+rep, err)
+	}
+	defer func() { _ = ptx.Rollback(context.WithoutCancel(ctx)) }()
+	b := &pgx.Batch{}
+	b.Queue(qDeskLock, deskLockID)
+	b.Queue(qSetRepAway, rep, away)
+	if err := ptx.SendBatch(ctx, b).Close(); err != nil {
+		return translate("set rep away "+rep, err)
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		return translate("set rep away "+rep+": commit", err)
+	}
+	return nil
+}
+
+// PruneProcessed forgets processed event ids recorded before before, in
+// slices of pruneSlice rows, and returns how many it deleted. Call it
+// periodically with a horizon well beyond the JetStream duplicate window
+// and the longest redelivery delay: an id pruned too early lets a
+// redelivered event apply twice.
+func (s *Store) PruneProcessed(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, qPruneProcessed, before, pruneSlice)
+		if err != nil {
+			return total, translate("prune processed events", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < pruneSlice {
+			return total, nil
+		}
+	}
+}
+
+const pruneSlice = 10000
