@@ -61,6 +61,7 @@ defaults. Each command's --help lists the variables it reads.`,
 		newMigrateCmd(),
 		newPublishCmd(),
 		newHealthcheckCmd(),
+		newDevCmd(),
 	)
 	return root
 }
