@@ -41,6 +41,9 @@ type Lead struct {
 	// ignored even if the runtime's own dedupe missed it.
 	RecentEvents []string `json:"recent_events,omitempty"`
 	RecentNext   int      `json:"recent_next,omitempty"`
+	// TickFailures counts the runtime's consecutive failed ticks of this
+	// lead, so it backs off between retries. The engine ignores it.
+	TickFailures int `json:"tick_failures,omitempty"`
 }
 
 // LeadStatus is the lead's mailing status.

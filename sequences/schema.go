@@ -167,6 +167,7 @@ func defs() obj {
 					"url_env":    ref("envName"),
 					"secret_env": withDesc(ref("envName"), "Environment variable holding the signing secret (whsec_...)."),
 					"timeout":    ref("duration"),
+					"format":     obj{"enum": []any{"standard", "hubspot_task"}, "description": "Request body: standard (Nurture's escalation payload, the default) or hubspot_task (HubSpot's create-a-task CRM API body)."},
 				}, "name", "secret_env")},
 				"email_rep":  obj{"type": "boolean", "description": "Email the assigned rep."},
 				"email_from": withDesc(ref("address"), "Sender of rep emails. Default: defaults.from."),

@@ -40,7 +40,22 @@ type WebhookChannel struct {
 	URLEnv    string
 	SecretEnv string
 	Timeout   time.Duration // 0 = the runtime's default
+	// Format of the request body: WebhookFormatStandard (the default) or
+	// WebhookFormatHubSpotTask.
+	Format string
 }
+
+// Webhook body formats (notify.webhooks[].format).
+const (
+	// WebhookFormatStandard is Nurture's own escalation payload.
+	WebhookFormatStandard = "standard"
+	// WebhookFormatHubSpotTask is the body of HubSpot's CRM "create a task"
+	// API.
+	WebhookFormatHubSpotTask = "hubspot_task"
+)
+
+// WebhookFormats are the values notify.webhooks[].format accepts.
+var WebhookFormats = []string{WebhookFormatStandard, WebhookFormatHubSpotTask}
 
 // ResolveURL returns the channel's URL, reading URLEnv through getenv.
 func (c SlackChannel) ResolveURL(getenv func(string) string) (string, error) {
@@ -370,7 +385,7 @@ func (c *compiler) notify(f *yfile, n ast.Node) Notify {
 	if v := m.get("webhooks"); v != nil {
 		items, _ := f.list(v, "notify.webhooks", false)
 		for _, it := range items {
-			cm := f.mapping(it, "webhook", []string{"name", "url", "url_env", "secret_env", "timeout"})
+			cm := f.mapping(it, "webhook", []string{"name", "url", "url_env", "secret_env", "timeout", "format"})
 			if cm == nil || !cm.require("webhook", "name", "secret_env") {
 				continue
 			}
@@ -379,6 +394,12 @@ func (c *compiler) notify(f *yfile, n ast.Node) Notify {
 			ch.SecretEnv = f.envName(cm.get("secret_env"), "secret_env")
 			if t := cm.get("timeout"); t != nil {
 				ch.Timeout, _ = f.duration(t, "timeout")
+			}
+			ch.Format = WebhookFormatStandard
+			if v := cm.get("format"); v != nil {
+				if fm, ok := f.enum(v, "webhook "+ch.Name+" format", WebhookFormats); ok {
+					ch.Format = fm
+				}
 			}
 			out.Webhooks = append(out.Webhooks, ch)
 		}

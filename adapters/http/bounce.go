@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nurture-oss/nurture/engine"
+	"github.com/nurture-oss/nurture/internal/redact"
 	"github.com/nurture-oss/nurture/internal/token"
 )
 
@@ -142,7 +143,7 @@ func (t *tracking) bounces(w http.ResponseWriter, r *http.Request, body []byte) 
 	}
 	res, err := t.applyReports(r.Context(), reports)
 	if err != nil {
-		t.log.Error("bounce intake", "error", err)
+		t.log.Error("bounce intake", "error", redact.Error(err))
 		bounceReply(w, http.StatusServiceUnavailable, map[string]string{"error": "could not record the report; retry"})
 		return
 	}

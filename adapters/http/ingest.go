@@ -51,6 +51,7 @@ import (
 
 	"github.com/nurture-oss/nurture/engine"
 	"github.com/nurture-oss/nurture/internal/cloudevent"
+	"github.com/nurture-oss/nurture/internal/redact"
 )
 
 // Publisher publishes one lead event and returns once JetStream has
@@ -305,7 +306,7 @@ func (in *ingest) publish(w http.ResponseWriter, r *http.Request, items []item) 
 		}
 		if err := in.pub.PublishEvent(r.Context(), it.ev); err != nil {
 			pubErr = err
-			in.s.log.Warn("ingest publish failed", "event_id", it.ev.ID, "error", err)
+			in.s.log.Warn("ingest publish failed", "event_id", redact.Email(it.ev.ID), "error", redact.Error(err))
 			rep.Failed = append(rep.Failed, itemReason{Index: i, ID: it.ev.ID, Error: "publish: " + err.Error()})
 			continue
 		}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/nurture-oss/nurture/engine"
 	"github.com/nurture-oss/nurture/internal/leadview"
+	"github.com/nurture-oss/nurture/internal/redact"
 	"github.com/nurture-oss/nurture/internal/store"
 )
 
@@ -234,7 +235,7 @@ func (l *leads) loadError(w http.ResponseWriter, key string, err error) {
 		leadsError(w, http.StatusNotFound, "no lead "+key)
 		return
 	}
-	l.s.log.Error("lead api", "lead_id", key, "error", err)
+	l.s.log.Error("lead api", "lead_id", redact.Email(key), "error", redact.Error(err))
 	leadsError(w, http.StatusInternalServerError, "could not load the lead")
 }
 
@@ -336,7 +337,7 @@ func (l *leads) acknowledge(ctx context.Context, c leadview.AckClaim, via string
 		return http.StatusNotFound, ackReply{}, "no lead " + c.Lead
 	}
 	if err != nil {
-		l.s.log.Error("acknowledge: load lead", "lead_id", c.Lead, "error", err)
+		l.s.log.Error("acknowledge: load lead", "lead_id", redact.Email(c.Lead), "error", redact.Error(err))
 		return http.StatusInternalServerError, ackReply{}, "could not load the lead"
 	}
 	e := lead.Escalation
@@ -366,10 +367,10 @@ func (l *leads) acknowledge(ctx context.Context, c leadview.AckClaim, via string
 		},
 	}
 	if err := l.c.Publisher.PublishEvent(ctx, ev); err != nil {
-		l.s.log.Error("acknowledge: publish", "lead_id", c.Lead, "escalation", c.Escalation, "error", err)
+		l.s.log.Error("acknowledge: publish", "lead_id", redact.Email(c.Lead), "escalation", redact.Email(c.Escalation), "error", redact.Error(err))
 		return http.StatusServiceUnavailable, ackReply{}, "could not record the acknowledgement; try again"
 	}
-	l.s.log.Info("escalation acknowledged", "lead_id", c.Lead, "escalation", c.Escalation, "rep", c.Rep, "via", via)
+	l.s.log.Info("escalation acknowledged", "lead_id", redact.Email(c.Lead), "escalation", redact.Email(c.Escalation), "rep", c.Rep, "via", via)
 	reply.Status, reply.EventID = "accepted", ev.ID
 	return http.StatusAccepted, reply, ""
 }
@@ -429,7 +430,7 @@ func (l *leads) repAway(w http.ResponseWriter, r *http.Request) {
 			leadsError(w, http.StatusNotFound, "unknown rep "+rep)
 			return
 		}
-		l.s.log.Error("set rep away", "rep", rep, "error", err)
+		l.s.log.Error("set rep away", "rep", rep, "error", redact.Error(err))
 		leadsError(w, http.StatusInternalServerError, "could not update the rep")
 		return
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nurture-oss/nurture/engine"
 	"github.com/nurture-oss/nurture/internal/leadview"
+	"github.com/nurture-oss/nurture/internal/redact"
 	"github.com/nurture-oss/nurture/internal/store"
 )
 
@@ -33,7 +34,7 @@ func (l *leads) page(w http.ResponseWriter, r *http.Request) {
 			l.render(w, http.StatusNotFound, "message", messagePage{Title: "No such lead", Text: "There is no lead " + key + "."})
 			return
 		}
-		l.s.log.Error("lead page", "lead_id", key, "error", err)
+		l.s.log.Error("lead page", "lead_id", redact.Email(key), "error", redact.Error(err))
 		l.render(w, http.StatusInternalServerError, "message", messagePage{Title: "Error", Text: "The lead could not be loaded. Try again."})
 		return
 	}
@@ -77,7 +78,7 @@ func (l *leads) ackPage(w http.ResponseWriter, r *http.Request) {
 			l.render(w, http.StatusNotFound, "message", messagePage{Title: "No such lead", Text: "The lead of this link no longer exists."})
 			return
 		}
-		l.s.log.Error("ack page", "lead_id", c.Lead, "error", err)
+		l.s.log.Error("ack page", "lead_id", redact.Email(c.Lead), "error", redact.Error(err))
 		l.render(w, http.StatusInternalServerError, "message", messagePage{Title: "Error", Text: "The lead could not be loaded. Try again."})
 		return
 	}
@@ -136,7 +137,7 @@ type ackPage struct {
 func (l *leads) render(w http.ResponseWriter, status int, name string, data any) {
 	var buf bytes.Buffer
 	if err := pages.ExecuteTemplate(&buf, name, data); err != nil {
-		l.s.log.Error("render page", "page", name, "error", err)
+		l.s.log.Error("render page", "page", name, "error", redact.Error(err))
 		http.Error(w, "page could not be rendered", http.StatusInternalServerError)
 		return
 	}

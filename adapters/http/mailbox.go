@@ -37,6 +37,7 @@ import (
 
 	"github.com/nurture-oss/nurture/engine"
 	"github.com/nurture-oss/nurture/internal/leadview"
+	"github.com/nurture-oss/nurture/internal/redact"
 )
 
 // MailMessage describes one captured email.
@@ -379,7 +380,7 @@ func (m *mailbox) refresh() int {
 }
 
 func (m *mailbox) fail(w http.ResponseWriter, what string, err error) {
-	m.s.log.Error("mailbox page", "op", what, "error", err)
+	m.s.log.Error("mailbox page", "op", what, "error", redact.Error(err))
 	m.render(w, http.StatusInternalServerError, "mb-message", mbMessage{Title: "Error", Text: "The page could not be loaded. Try again."})
 }
 
@@ -388,7 +389,7 @@ type mbMessage struct{ Title, Text string }
 func (m *mailbox) render(w http.ResponseWriter, status int, name string, data any) {
 	var buf bytes.Buffer
 	if err := mailboxPages.ExecuteTemplate(&buf, name, data); err != nil {
-		m.s.log.Error("render page", "page", name, "error", err)
+		m.s.log.Error("render page", "page", name, "error", redact.Error(err))
 		http.Error(w, "page could not be rendered", http.StatusInternalServerError)
 		return
 	}

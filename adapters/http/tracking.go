@@ -17,6 +17,7 @@ import (
 
 	"github.com/nurture-oss/nurture/engine"
 	"github.com/nurture-oss/nurture/internal/outbox"
+	"github.com/nurture-oss/nurture/internal/redact"
 	"github.com/nurture-oss/nurture/internal/store"
 	"github.com/nurture-oss/nurture/internal/token"
 )
@@ -221,7 +222,7 @@ func (t *tracking) publish(ctx context.Context, ev *engine.Event) {
 		return
 	}
 	if err := t.c.Publisher.PublishEvent(ctx, ev); err != nil {
-		t.log.Error("publish engagement event", "event_id", ev.ID, "type", ev.Type, "lead_id", ev.Lead, "error", err)
+		t.log.Error("publish engagement event", "event_id", redact.Email(ev.ID), "type", ev.Type, "lead_id", redact.Email(ev.Lead), "error", redact.Error(err))
 	}
 }
 
@@ -310,7 +311,7 @@ func (t *tracking) click(w http.ResponseWriter, r *http.Request) {
 	}
 	target, err := t.target(r.Context(), ref)
 	if err != nil && !errors.Is(err, errLinkGone) {
-		t.log.Error("resolve click", "lead_id", ref.Lead, "send_id", ref.Send, "error", err)
+		t.log.Error("resolve click", "lead_id", redact.Email(ref.Lead), "send_id", redact.Email(ref.Send), "error", redact.Error(err))
 		noStore(w.Header())
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return

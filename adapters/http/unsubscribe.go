@@ -1,13 +1,16 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"html/template"
 	"io"
 	"net/http"
+	"net/mail"
 	"strings"
 
 	"github.com/nurture-oss/nurture/engine"
+	"github.com/nurture-oss/nurture/internal/redact"
 	"github.com/nurture-oss/nurture/internal/store"
 	"github.com/nurture-oss/nurture/internal/token"
 )
@@ -18,10 +21,12 @@ import (
 // unsubscribes: link scanners and prefetchers follow GETs.
 //
 // Unsubscribing is idempotent and effective before the next send: the
-// address goes on the suppression list synchronously (the dispatcher checks
-// that list when it claims a send), then email.unsubscribed is published so
-// the engine ends the lead's sequences. Its event id is stable per send, so
-// repeating the POST changes nothing.
+// address the email was sent to (from the send's outbox payload; the lead's
+// current address when that record is gone) goes on the suppression list
+// synchronously (the dispatcher checks that list when it claims a send),
+// then email.unsubscribed is published so the engine ends the lead's
+// sequences. Its event id is stable per send, so repeating the POST changes
+// nothing.
 
 func (t *tracking) routeUnsubscribe(s *Server) {
 	s.mux.HandleFunc("GET /u/{token}", t.unsubscribePage)
@@ -75,7 +80,7 @@ func (t *tracking) unsubscribe(w http.ResponseWriter, r *http.Request) {
 	now := t.now().UTC()
 
 	if t.c.Leads == nil || t.c.Suppressor == nil {
-		t.log.Error("unsubscribe: no lead reader or suppressor configured", "lead_id", ref.Lead)
+		t.log.Error("unsubscribe: no lead reader or suppressor configured", "lead_id", redact.Email(ref.Lead))
 		http.Error(w, "unsubscribe is not available right now", http.StatusServiceUnavailable)
 		return
 	}
@@ -84,13 +89,19 @@ func (t *tracking) unsubscribe(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrNotFound):
 		lead = nil
 	case err != nil:
-		t.log.Error("unsubscribe: load lead", "lead_id", ref.Lead, "error", err)
+		t.log.Error("unsubscribe: load lead", "lead_id", redact.Email(ref.Lead), "error", redact.Error(err))
 		http.Error(w, "unsubscribe failed, please try again", http.StatusServiceUnavailable)
 		return
 	}
-	if lead != nil && lead.Email != "" {
-		if err := t.c.Suppressor.Suppress(ctx, lead.Email, "unsubscribed", now); err != nil {
-			t.log.Error("unsubscribe: suppress", "lead_id", ref.Lead, "error", err)
+	addr, err := t.unsubscribeAddress(ctx, ref, lead)
+	if err != nil {
+		t.log.Error("unsubscribe: load send", "lead_id", redact.Email(ref.Lead), "send_id", redact.Email(ref.Send), "error", redact.Error(err))
+		http.Error(w, "unsubscribe failed, please try again", http.StatusServiceUnavailable)
+		return
+	}
+	if addr != "" {
+		if err := t.c.Suppressor.Suppress(ctx, addr, "unsubscribed", now); err != nil {
+			t.log.Error("unsubscribe: suppress", "lead_id", redact.Email(ref.Lead), "error", redact.Error(err))
 			http.Error(w, "unsubscribe failed, please try again", http.StatusServiceUnavailable)
 			return
 		}
@@ -106,7 +117,7 @@ func (t *tracking) unsubscribe(w http.ResponseWriter, r *http.Request) {
 		if err := t.c.Publisher.PublishEvent(ctx, ev); err != nil {
 			// The suppression already stops every further send; the event
 			// ends the sequences once published. Ask the client to retry.
-			t.log.Error("unsubscribe: publish", "lead_id", ref.Lead, "event_id", ev.ID, "error", err)
+			t.log.Error("unsubscribe: publish", "lead_id", redact.Email(ref.Lead), "event_id", redact.Email(ev.ID), "error", redact.Error(err))
 			http.Error(w, "unsubscribe recorded; please try again to confirm", http.StatusServiceUnavailable)
 			return
 		}
@@ -119,4 +130,26 @@ func (t *tracking) unsubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	pageHeaders(w.Header())
 	_ = unsubTmpl.Execute(w, unsubView{Title: "You are unsubscribed", Text: "You will not receive these emails any more."})
+}
+
+// unsubscribeAddress is the address to suppress: the one the send went to
+// (the lead's address may have changed since), else the lead's current
+// address when the send record is gone; "" when neither is known.
+func (t *tracking) unsubscribeAddress(ctx context.Context, ref token.Ref, lead *engine.Lead) (string, error) {
+	if t.c.Sends != nil && ref.Send != "" {
+		p, err := t.c.Sends.EmailPayload(ctx, ref.Lead, ref.Send)
+		switch {
+		case err == nil && p.To != "":
+			if a, perr := mail.ParseAddress(p.To); perr == nil {
+				return a.Address, nil
+			}
+			return p.To, nil
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return "", err
+		}
+	}
+	if lead != nil {
+		return lead.Email, nil
+	}
+	return "", nil
 }

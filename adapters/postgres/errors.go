@@ -28,8 +28,18 @@ func translate(op string, err error) error {
 		return fmt.Errorf("%s: %w", op, err)
 	case transient(err):
 		return fmt.Errorf("%s: %w: %s", op, store.ErrTransient, err.Error())
+	case dataException(err):
+		return fmt.Errorf("%s: %w: %s", op, store.ErrInvalidData, err.Error())
 	}
 	return fmt.Errorf("%s: %s", op, err.Error())
+}
+
+// dataException reports a class 22 error: PostgreSQL refused a value
+// (\u0000 in a string, a number out of range, invalid text). The same
+// input fails again however often it is retried.
+func dataException(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22")
 }
 
 // transient reports whether retrying the transaction may succeed.
@@ -40,19 +50,18 @@ func transient(err error) bool {
 		case "40001", // serialization_failure
 			"40P01", // deadlock_detected
 			"55P03", // lock_not_available
+			"57014", // query_canceled (statement_timeout, pg_cancel_backend)
 			"57P01", // admin_shutdown
 			"57P02", // crash_shutdown
 			"57P03", // cannot_connect_now
-			"53000", // insufficient_resources
-			"53100", // disk_full
-			"53200", // out_of_memory
-			"53300", // too_many_connections
+			"57P04", // database_dropped
 			"58000", // system_error
 			"58030": // io_error
 			return true
 		}
-		// Class 08: connection exception.
-		return strings.HasPrefix(pgErr.Code, "08")
+		// Class 08: connection exception; class 53: insufficient resources
+		// (disk full, out of memory, too many connections).
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53")
 	}
 	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
 		return true

@@ -28,6 +28,12 @@ func TestTranslate(t *testing.T) {
 		{"connection failure", &pgconn.PgError{Code: "08006"}, store.ErrTransient},
 		{"too many connections", &pgconn.PgError{Code: "53300"}, store.ErrTransient},
 		{"unexpected EOF", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), store.ErrTransient},
+		{"statement timeout", &pgconn.PgError{Code: "57014", Message: "canceling statement due to statement timeout"}, store.ErrTransient},
+		{"disk full", &pgconn.PgError{Code: "53100", Message: "could not extend file"}, store.ErrTransient},
+		{"out of memory", &pgconn.PgError{Code: "53200"}, store.ErrTransient},
+		{"connection does not exist", &pgconn.PgError{Code: "08003"}, store.ErrTransient},
+		{"NUL in a string", &pgconn.PgError{Code: "22P05", Message: "unsupported Unicode escape sequence"}, store.ErrInvalidData},
+		{"numeric out of range", &pgconn.PgError{Code: "22003"}, store.ErrInvalidData},
 		{"unique violation", &pgconn.PgError{Code: "23505", Message: "duplicate key"}, nil},
 		{"syntax", &pgconn.PgError{Code: "42601", Message: "syntax error"}, nil},
 	}
@@ -44,6 +50,7 @@ func TestTranslate(t *testing.T) {
 			} else {
 				require.NotErrorIs(t, got, store.ErrTransient)
 				require.NotErrorIs(t, got, store.ErrNotFound)
+				require.NotErrorIs(t, got, store.ErrInvalidData)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -17,11 +18,13 @@ func scanOutbox(r scanner) (store.OutboxItem, error) {
 	var it store.OutboxItem
 	var payload []byte
 	var attempts int32
-	var next, lease, created, updated pgtype.Timestamptz
+	var next, lease, created, updated, handed pgtype.Timestamptz
+	var deferredUs int64
 	if err := r.Scan(&it.ID, &it.Kind, &it.DedupeKey, &it.LeadKey, &payload, &it.Status, &attempts,
-		&next, &lease, &it.LastError, &created, &updated); err != nil {
+		&next, &lease, &it.LastError, &created, &updated, &handed, &deferredUs); err != nil {
 		return it, err
 	}
+	it.HandedAt, it.Deferred = fromTS(handed), time.Duration(deferredUs)*time.Microsecond
 	it.Payload = payload
 	it.Attempts = int(attempts)
 	it.NextAttemptAt, it.LeaseUntil = fromTS(next), fromTS(lease)
@@ -60,37 +63,123 @@ var completeStatuses = map[string]bool{
 	store.StatusUnknown: true, store.StatusSuppressed: true,
 }
 
-// CompleteOutbox records outcomes; an id that does not exist is reported
-// as store.ErrNotFound (the others are still recorded).
+// CompleteOutbox records outcomes (fenced by OutboxResult.Attempts); an
+// id that does not exist is reported as store.ErrNotFound, a stale attempt
+// as store.ErrStale (the others are still recorded).
 func (s *Store) CompleteOutbox(ctx context.Context, results []store.OutboxResult) error {
+	notApplied, err := completeOutbox(ctx, s.pool, results)
+	if err != nil || len(notApplied) == 0 {
+		return err
+	}
+	rows, err := s.pool.Query(ctx, qOutboxExists, notApplied)
+	if err != nil {
+		return translate("complete outbox: check ids", err)
+	}
+	existing, err := collect(rows, "complete outbox: check ids", func(r scanner) (int64, error) {
+		var id int64
+		return id, r.Scan(&id)
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if len(existing) > 0 {
+		errs = append(errs, fmt.Errorf("complete outbox: items %v: %w", existing, store.ErrStale))
+	}
+	if len(existing) < len(notApplied) {
+		errs = append(errs, fmt.Errorf("complete outbox: %d of %d items exist: %w", len(results)-len(notApplied)+len(existing), len(results), store.ErrNotFound))
+	}
+	return errors.Join(errs...)
+}
+
+// CompleteOutbox records outcomes inside the transaction and returns the
+// ids not applied (stale attempt or unknown id).
+func (t *tx) CompleteOutbox(ctx context.Context, results []store.OutboxResult) ([]int64, error) {
+	return completeOutbox(ctx, t.tx, results)
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func completeOutbox(ctx context.Context, q querier, results []store.OutboxResult) ([]int64, error) {
 	if len(results) == 0 {
-		return nil
+		return nil, nil
 	}
 	n := len(results)
 	ids := make([]int64, n)
 	statuses, errs := make([]string, n), make([]string, n)
 	nextAt := make([]pgtype.Timestamptz, n)
 	at := make([]time.Time, n)
+	attempts := make([]int32, n)
+	deferred := make([]bool, n)
 	now := time.Now()
 	for i, r := range results {
 		if !completeStatuses[r.Status] {
-			return fmt.Errorf("complete outbox %d: invalid status %q", r.ID, r.Status)
+			return nil, fmt.Errorf("complete outbox %d: invalid status %q", r.ID, r.Status)
 		}
 		if r.Status == store.StatusRetry && r.NextAt.IsZero() {
-			return fmt.Errorf("complete outbox %d: retry needs NextAt", r.ID)
+			return nil, fmt.Errorf("complete outbox %d: retry needs NextAt", r.ID)
+		}
+		if r.Deferred && r.Status != store.StatusRetry {
+			return nil, fmt.Errorf("complete outbox %d: deferred needs status retry", r.ID)
 		}
 		ids[i], statuses[i], errs[i] = r.ID, r.Status, r.Error
 		nextAt[i] = ts(r.NextAt)
 		at[i] = firstNonZero(r.At, now)
+		attempts[i], deferred[i] = int32(r.Attempts), r.Deferred
 	}
-	tag, err := s.pool.Exec(ctx, qCompleteOutbox, ids, statuses, errs, nextAt, at)
+	rows, err := q.Query(ctx, qCompleteOutbox, ids, statuses, errs, nextAt, at, attempts, deferred)
 	if err != nil {
-		return translate(fmt.Sprintf("complete outbox (%d, first %d)", n, ids[0]), err)
+		return nil, translate(fmt.Sprintf("complete outbox (%d, first %d)", n, ids[0]), err)
 	}
-	if int(tag.RowsAffected()) < len(sortedUniqueInt(ids)) {
-		return fmt.Errorf("complete outbox: %d of %d items exist: %w", tag.RowsAffected(), n, store.ErrNotFound)
+	done, err := collect(rows, fmt.Sprintf("complete outbox (%d, first %d)", n, ids[0]), func(r scanner) (int64, error) {
+		var id int64
+		return id, r.Scan(&id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	applied := make(map[int64]bool, len(done))
+	for _, id := range done {
+		applied[id] = true
+	}
+	var notApplied []int64
+	for _, id := range sortedUniqueInt(ids) {
+		if !applied[id] {
+			notApplied = append(notApplied, id)
+		}
+	}
+	return notApplied, nil
+}
+
+// HandOff marks a claimed item handed off on its current attempt and
+// renews its lease; store.ErrStale when the attempt is no longer current.
+func (s *Store) HandOff(ctx context.Context, id int64, attempts int, now time.Time, lease time.Duration) error {
+	tag, err := s.pool.Exec(ctx, qHandOff, id, now, attempts, now.Add(lease))
+	if err != nil {
+		return translate(fmt.Sprintf("hand off outbox %d", id), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("hand off outbox %d attempt %d: %w", id, attempts, store.ErrStale)
 	}
 	return nil
+}
+
+// RecoverLeases settles expired leases in one statement.
+func (s *Store) RecoverLeases(ctx context.Context, p store.RecoverParams) ([]store.OutboxItem, error) {
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	kinds := p.UnknownKinds
+	if kinds == nil {
+		kinds = []string{}
+	}
+	rows, err := s.pool.Query(ctx, qRecoverLeases, p.Now, p.Limit, kinds)
+	if err != nil {
+		return nil, translate("recover leases", err)
+	}
+	return collect(rows, "recover leases", scanOutbox)
 }
 
 func sortedUniqueInt(in []int64) []int64 {

@@ -45,7 +45,7 @@ UPDATE leads AS l SET
     email = u.email, status = u.status, owner = u.owner, score = u.score,
     next_run_at = u.next_run_at, state = u.state, updated_at = u.updated_at
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[],
-            $6::timestamptz[], $7::jsonb[], $8::timestamptz[])
+            $6::timestamptz[], $7::json[], $8::timestamptz[])
     AS u(key, email, status, owner, score, next_run_at, state, updated_at)
 WHERE l.key = u.key`
 
@@ -64,8 +64,8 @@ USING unnest($1::text[], $2::text[]) AS d(lead_key, id)
 WHERE e.lead_key = d.lead_key AND e.id = d.id`
 
 	qAppendHistory = `
-INSERT INTO history (lead_key, at, kind, event_id, data)
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::jsonb[])`
+INSERT INTO history (lead_key, at, kind, event_id, data, effects)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::json[], $6::json[])`
 
 	qEnqueue = `
 INSERT INTO outbox (kind, dedupe_key, lead_key, payload, status, attempts, next_attempt_at, created_at, updated_at)
@@ -101,7 +101,7 @@ ON CONFLICT (id) DO UPDATE SET away = EXCLUDED.away`
 INSERT INTO suppressions (email, reason, at) VALUES ($1, $2, $3)
 ON CONFLICT (email) DO NOTHING`
 
-	outboxColumns = `id, kind, dedupe_key, lead_key, payload, status, attempts, next_attempt_at, lease_until, last_error, created_at, updated_at`
+	outboxColumns = `id, kind, dedupe_key, lead_key, payload, status, attempts, next_attempt_at, lease_until, last_error, created_at, updated_at, handed_at, deferred_us`
 
 	// qClaimOutbox leases due items. cardinality($2) = 0 means every kind.
 	qClaimOutbox = `
@@ -113,23 +113,66 @@ WITH due AS (
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
-UPDATE outbox AS o SET status = 'sending', attempts = o.attempts + 1, lease_until = $4, updated_at = $1
+UPDATE outbox AS o SET status = 'sending', attempts = o.attempts + 1, lease_until = $4, handed_at = NULL, updated_at = $1
 FROM due WHERE o.id = due.id
 RETURNING o.id, o.kind, o.dedupe_key, o.lead_key, o.payload, o.status, o.attempts, o.next_attempt_at,
-          o.lease_until, o.last_error, o.created_at, o.updated_at`
+          o.lease_until, o.last_error, o.created_at, o.updated_at, o.handed_at, o.deferred_us`
 
 	// qCompleteOutbox records outcomes. A retry moves next_attempt_at; every
-	// outcome ends the lease.
+	// outcome ends the lease. A result with attempts > 0 applies only to
+	// that attempt while it is not final (sending, or settled by lease
+	// recovery): a late outcome never overwrites a newer claim. A deferred
+	// retry gives its attempt back and adds the deferral to deferred_us.
 	qCompleteOutbox = `
 UPDATE outbox AS o SET
     status = r.status,
     last_error = r.error,
     next_attempt_at = CASE WHEN r.status = 'retry' THEN r.next_at ELSE o.next_attempt_at END,
+    attempts = CASE WHEN r.deferred THEN greatest(o.attempts - 1, 0) ELSE o.attempts END,
+    deferred_us = CASE WHEN r.deferred
+        THEN o.deferred_us + greatest(0, (extract(epoch FROM r.next_at - r.at) * 1000000)::int8)
+        ELSE o.deferred_us END,
     lease_until = NULL,
     updated_at = r.at
-FROM unnest($1::int8[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])
-    AS r(id, status, error, next_at, at)
-WHERE o.id = r.id`
+FROM unnest($1::int8[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int4[], $7::bool[])
+    AS r(id, status, error, next_at, at, attempts, deferred)
+WHERE o.id = r.id
+  AND (r.attempts = 0 OR (o.attempts = r.attempts AND o.status IN ('sending', 'retry', 'unknown')))
+RETURNING o.id`
+
+	// qOutboxExists tells stale ids from unknown ones.
+	qOutboxExists = `SELECT id FROM outbox WHERE id = ANY($1::int8[])`
+
+	// qHandOff marks the current attempt handed off and renews its lease.
+	qHandOff = `
+UPDATE outbox SET handed_at = $2, lease_until = $4
+WHERE id = $1 AND status = 'sending' AND attempts = $3`
+
+	// qRecoverLeases settles expired leases in one statement: handed-off
+	// items of the kinds $3 become unknown, the rest retry at once.
+	qRecoverLeases = `
+WITH due AS (
+    SELECT id FROM outbox
+    WHERE status = 'sending' AND lease_until < $1
+    ORDER BY lease_until, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), v AS (
+    SELECT o.id, (o.handed_at IS NOT NULL AND o.kind = ANY($3::text[])) AS unknown, o.handed_at IS NOT NULL AS handed
+    FROM outbox o JOIN due ON o.id = due.id
+)
+UPDATE outbox AS o SET
+    status = CASE WHEN v.unknown THEN 'unknown' ELSE 'retry' END,
+    next_attempt_at = CASE WHEN v.unknown THEN o.next_attempt_at ELSE $1 END,
+    last_error = CASE
+        WHEN v.unknown THEN 'lease expired after hand-off: outcome unknown, not resent'
+        WHEN v.handed THEN 'lease expired after hand-off; retrying'
+        ELSE 'lease expired before hand-off; retrying' END,
+    lease_until = NULL,
+    updated_at = $1
+FROM v WHERE o.id = v.id AND o.status = 'sending' AND o.lease_until < $1
+RETURNING o.id, o.kind, o.dedupe_key, o.lead_key, o.payload, o.status, o.attempts, o.next_attempt_at,
+          o.lease_until, o.last_error, o.created_at, o.updated_at, o.handed_at, o.deferred_us`
 
 	qExpiredLeases = `
 SELECT ` + outboxColumns + ` FROM outbox
@@ -139,12 +182,23 @@ LIMIT $2`
 
 	qLead = `SELECT key, state, created_at FROM leads WHERE key = $1`
 
-	// qHistory returns the latest $2 entries (all when $2 is NULL), oldest first.
+	// qHistory returns the latest $2 entries (all when $2 is NULL), oldest
+	// first: each row's own entry, then the effects that ride along with it
+	// (a row holds at least one entry, so the latest $2 rows are enough).
 	qHistory = `
 SELECT lead_key, at, kind, event_id, data FROM (
-    SELECT id, lead_key, at, kind, event_id, data FROM history
-    WHERE lead_key = $1 ORDER BY id DESC LIMIT $2
-) h ORDER BY id`
+    SELECT x.* FROM (
+        SELECT id, lead_key, at, kind, event_id, data, effects FROM history
+        WHERE lead_key = $1 ORDER BY id DESC LIMIT $2
+    ) h CROSS JOIN LATERAL (
+        SELECT h.id, 0::int8 AS ord, h.lead_key, h.at, h.kind, h.event_id, h.data
+        UNION ALL
+        SELECT h.id, e.ord, h.lead_key, h.at, e.v->>'kind', h.event_id, e.v->'data'
+        FROM json_array_elements(h.effects) WITH ORDINALITY AS e(v, ord)
+    ) x
+    ORDER BY x.id DESC, x.ord DESC
+    LIMIT $2
+) y ORDER BY id, ord`
 
 	qListOutbox         = `SELECT ` + outboxColumns + ` FROM outbox ORDER BY id DESC LIMIT $1`
 	qListOutboxKind     = `SELECT ` + outboxColumns + ` FROM outbox WHERE kind = $2 ORDER BY id DESC LIMIT $1`

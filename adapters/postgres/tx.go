@@ -113,21 +113,63 @@ func (t *tx) LockLeads(ctx context.Context, keys []string, now time.Time) (map[s
 	}
 	keys = sortedUnique(keys)
 	op := fmt.Sprintf("lock leads (%d, first %s)", len(keys), keys[0])
+	// Most events are for leads that exist: lock them first, in key order,
+	// and insert only what is missing (an insert attempt on an existing key
+	// costs about as much as locking it).
+	rows, err := t.tx.Query(ctx, qLockRead, keys)
+	if err != nil {
+		return nil, translate(op, err)
+	}
+	locked, err := collect(rows, op, t.scanLocked)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range locked {
+		out[l.Key] = l
+	}
+	if len(out) < len(keys) {
+		missing := make([]string, 0, len(keys)-len(out))
+		for _, k := range keys {
+			if out[k] == nil {
+				missing = append(missing, k)
+			}
+		}
+		if err := t.createAndLock(ctx, op, missing, now, out); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range out {
+		t.remember(l)
+	}
+	if len(out) != len(keys) {
+		return nil, fmt.Errorf("%s: locked %d of %d leads", op, len(out), len(keys))
+	}
+	return out, nil
+}
+
+// createAndLock creates the missing leads (key order, NULL document) and
+// locks them, in one round trip. The lock runs as its own statement with a
+// fresh snapshot, so it sees rows other transactions created meanwhile.
+// Inserts and locks go in key order; the rows locked before (which existed)
+// can in a rare three-way race make two creators wait on each other, which
+// PostgreSQL breaks with a deadlock error (40P01, transient: the batch is
+// retried).
+func (t *tx) createAndLock(ctx context.Context, op string, missing []string, now time.Time, out map[string]*engine.Lead) error {
 	b := &pgx.Batch{}
-	b.Queue(qLockInsert, keys, now)
-	b.Queue(qLockRead, keys)
+	b.Queue(qLockInsert, missing, now)
+	b.Queue(qLockRead, missing)
 	br := t.tx.SendBatch(ctx, b)
 	defer br.Close()
 	rows, err := br.Query()
 	if err != nil {
-		return nil, translate(op, err)
+		return translate(op, err)
 	}
 	created, err := collect(rows, op, func(r scanner) (string, error) {
 		var k string
 		return k, r.Scan(&k)
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(created) > 0 && t.created == nil {
 		t.created = make(map[string]time.Time, len(created))
@@ -137,38 +179,35 @@ func (t *tx) LockLeads(ctx context.Context, keys []string, now time.Time) (map[s
 	}
 	rows, err = br.Query()
 	if err != nil {
-		return nil, translate(op, err)
+		return translate(op, err)
 	}
-	locked, err := collect(rows, op, func(r scanner) (*engine.Lead, error) {
-		var key string
-		var state []byte
-		var createdAt time.Time
-		if err := r.Scan(&key, &state, &createdAt); err != nil {
-			return nil, err
-		}
-		if at, ok := t.created[key]; ok && state == nil {
-			// Created by this transaction and not saved yet: exactly
-			// engine.NewLead(key, now) (the column keeps microseconds only).
-			return engine.NewLead(key, at), nil
-		}
-		return decodeLead(key, state, createdAt)
-	})
+	locked, err := collect(rows, op, t.scanLocked)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := br.Close(); err != nil {
-		return nil, translate(op, err)
+		return translate(op, err)
 	}
 	for _, l := range locked {
 		out[l.Key] = l
 	}
-	for _, l := range out {
-		t.remember(l)
+	return nil
+}
+
+// scanLocked scans (key, state, created_at) of a locked lead.
+func (t *tx) scanLocked(r scanner) (*engine.Lead, error) {
+	var key string
+	var state []byte
+	var createdAt time.Time
+	if err := r.Scan(&key, &state, &createdAt); err != nil {
+		return nil, err
 	}
-	if len(out) != len(keys) {
-		return nil, fmt.Errorf("%s: locked %d of %d leads", op, len(out), len(keys))
+	if at, ok := t.created[key]; ok && state == nil {
+		// Created by this transaction and not saved yet: exactly
+		// engine.NewLead(key, now) (the column keeps microseconds only).
+		return engine.NewLead(key, at), nil
 	}
-	return out, nil
+	return decodeLead(key, state, createdAt)
 }
 
 func (t *tx) ClaimDueLeads(ctx context.Context, now time.Time, limit int) ([]*engine.Lead, error) {
@@ -333,24 +372,68 @@ func (a *enrollArrays) add(lead, id string, r enrollRow) {
 	a.ended = append(a.ended, ts(r.EndedAt))
 }
 
+// The timeline takes one row per applied event: the row is the event's
+// entry (kind "event") and the entries of its effects, appended with it
+// (same lead, event id and time), ride along in the effects column as a
+// JSON array of {"kind", "data"}. That halves the timeline's share of an
+// ingest transaction and keeps kind = 'event' one row per applied event;
+// qHistory expands the effects back into entries.
 func (t *tx) AppendHistory(ctx context.Context, entries []store.History) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	n := len(entries)
-	leads, kinds, events := make([]string, n), make([]string, n), make([]string, n)
-	ats := make([]time.Time, n)
-	data := make([][]byte, n)
-	for i, h := range entries {
-		leads[i], kinds[i], events[i], ats[i] = h.LeadKey, h.Kind, h.EventID, h.At
-		if len(h.Data) > 0 {
-			data[i] = h.Data
+	var leads, kinds, events []string
+	var ats []time.Time
+	var data, effects [][]byte
+	for i := 0; i < len(entries); {
+		h := entries[i]
+		j := i + 1
+		for j < len(entries) && entries[j].LeadKey == h.LeadKey && entries[j].EventID == h.EventID && entries[j].At.Equal(h.At) {
+			j++
 		}
+		leads, kinds, events, ats = append(leads, h.LeadKey), append(kinds, h.Kind), append(events, h.EventID), append(ats, h.At)
+		if len(h.Data) > 0 {
+			data = append(data, h.Data)
+		} else {
+			data = append(data, nil)
+		}
+		if j > i+1 {
+			effects = append(effects, packEntries(entries[i+1:j]))
+		} else {
+			effects = append(effects, nil)
+		}
+		i = j
 	}
-	if _, err := t.tx.Exec(ctx, qAppendHistory, leads, ats, kinds, events, data); err != nil {
-		return translate(fmt.Sprintf("append history (%d, first lead %s)", n, leads[0]), err)
+	if _, err := t.tx.Exec(ctx, qAppendHistory, leads, ats, kinds, events, data, effects); err != nil {
+		return translate(fmt.Sprintf("append history (%d, first lead %s)", len(leads), leads[0]), err)
 	}
 	return nil
+}
+
+// packEntries encodes entries as an effects array. Their Data is already
+// JSON (the json column checks it), so it is copied as is rather than
+// re-validated by encoding/json.
+func packEntries(entries []store.History) []byte {
+	n := 2
+	for _, e := range entries {
+		n += len(e.Kind) + len(e.Data) + 24
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, e := range entries {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		kind, _ := json.Marshal(e.Kind) // a string always encodes
+		b = append(b, `{"kind":`...)
+		b = append(b, kind...)
+		if len(e.Data) > 0 {
+			b = append(b, `,"data":`...)
+			b = append(b, e.Data...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 func (t *tx) Enqueue(ctx context.Context, items []store.OutboxItem) error {

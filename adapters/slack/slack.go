@@ -20,12 +20,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nurture-oss/nurture/internal/leadview"
 	"github.com/nurture-oss/nurture/internal/outbox"
+	"github.com/nurture-oss/nurture/internal/outhttp"
+	"github.com/nurture-oss/nurture/internal/redact"
 )
 
 // Config configures one Slack destination.
@@ -67,32 +68,33 @@ func New(cfg Config) (*Notifier, error) {
 
 // Notify posts the escalation message for v.
 func (n *Notifier) Notify(ctx context.Context, v leadview.View) error {
+	lead := redact.Email(v.Key) // error texts reach logs
 	msg := Build(v)
 	msg.Channel, msg.Username, msg.IconEmoji = n.cfg.Channel, n.cfg.Username, n.cfg.IconEmoji
 	body, err := json.Marshal(msg)
 	if err != nil {
-		return fmt.Errorf("slack notify lead %s: encode: %w: %w", v.Key, outbox.ErrPermanent, err)
+		return fmt.Errorf("slack notify lead %s: encode: %w: %w", lead, outbox.ErrPermanent, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.cfg.WebhookURL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("slack notify lead %s: %w: bad request", v.Key, outbox.ErrPermanent)
+		return fmt.Errorf("slack notify lead %s: %w: bad request", lead, outbox.ErrPermanent)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := n.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("slack notify lead %s: %w", v.Key, redact(err))
+		return fmt.Errorf("slack notify lead %s: %w", lead, outhttp.StripURL(err))
 	}
 	defer resp.Body.Close()
 	reply, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
 	}
-	err = fmt.Errorf("slack notify lead %s: HTTP %d: %s", v.Key, resp.StatusCode, strings.TrimSpace(string(reply)))
+	err = fmt.Errorf("slack notify lead %s: HTTP %d: %s", lead, resp.StatusCode, redact.Email(strings.TrimSpace(string(reply))))
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-		if d := retryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
+		if d := outhttp.RetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
 			return &outbox.RetryAfterError{After: d, Err: err}
 		}
 		return err
@@ -101,31 +103,4 @@ func (n *Notifier) Notify(ctx context.Context, v leadview.View) error {
 	default:
 		return fmt.Errorf("%w: %w", outbox.ErrPermanent, err)
 	}
-}
-
-// redact drops the URL (a secret) from an HTTP client error.
-func redact(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		if ue.Timeout() {
-			return fmt.Errorf("%s: timeout: %w", ue.Op, context.DeadlineExceeded)
-		}
-		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
-	}
-	return err
-}
-
-// retryAfter parses a Retry-After header (seconds or an HTTP date).
-func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(h); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }

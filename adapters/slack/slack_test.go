@@ -262,3 +262,21 @@ func TestBuildWithoutOptionalParts(t *testing.T) {
 	require.Len(t, m.Blocks, 2, "header and the lead section only")
 	require.NotEmpty(t, m.Text)
 }
+
+func TestErrorsCarryNoEmailAddresses(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, "failed for ada@example.com")
+	}))
+	t.Cleanup(srv.Close)
+	n, err := slack.New(slack.Config{WebhookURL: srv.URL + "/services/SECRET"})
+	require.NoError(t, err)
+	v := view()
+	v.Key = "ada@example.com"
+	err = n.Notify(context.Background(), v)
+	require.Error(t, err)
+	require.Equal(t, outbox.Transient, outbox.Classify(err))
+	require.NotContains(t, err.Error(), "ada@example.com", "error texts reach logs")
+	require.Contains(t, err.Error(), "<email>")
+}

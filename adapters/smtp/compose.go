@@ -473,3 +473,13 @@ func signDKIM(m *gomail.Msg, d *DKIM) error {
 	m.SetGenHeaderPreformatted("DKIM-Signature", strings.TrimSuffix(strings.TrimPrefix(value, " "), "\r\n"))
 	return nil
 }
+
+// SignDKIM signs m (for messages built outside the Composer, such as rep
+// escalation emails) and attaches the DKIM-Signature header. m must write
+// the same bytes every time: set its Date, Message-ID and boundary first.
+func SignDKIM(m *gomail.Msg, d *DKIM) error {
+	if d == nil || d.Key == nil || d.Domain == "" || d.Selector == "" {
+		return fmt.Errorf("%w: DKIM needs Domain, Selector and Key", ErrCompose)
+	}
+	return signDKIM(m, d)
+}

@@ -16,6 +16,7 @@ import (
 	gosmtp "github.com/wneessen/go-mail/smtp"
 
 	"github.com/nurture-oss/nurture/internal/outbox"
+	"github.com/nurture-oss/nurture/internal/redact"
 	"github.com/nurture-oss/nurture/internal/store"
 )
 
@@ -231,6 +232,12 @@ func (m *Mailer) Close() error {
 
 // Deliver implements outbox.Handler.
 func (m *Mailer) Deliver(ctx context.Context, item store.OutboxItem) error {
+	return m.DeliverChecked(ctx, item, nil)
+}
+
+// DeliverChecked implements outbox.CheckedHandler: check runs after the
+// throttle wait, right before the message is composed and sent.
+func (m *Mailer) DeliverChecked(ctx context.Context, item store.OutboxItem, check func(ctx context.Context) error) error {
 	if item.Kind != store.KindEmail {
 		return fmt.Errorf("smtp: deliver item %d: kind %q: %w", item.ID, item.Kind, outbox.ErrPermanent)
 	}
@@ -245,6 +252,11 @@ func (m *Mailer) Deliver(ctx context.Context, item store.OutboxItem) error {
 		}
 		return fmt.Errorf("smtp: deliver send %s: %w", p.Send.SendID, err)
 	}
+	if check != nil {
+		if err := check(ctx); err != nil {
+			return err
+		}
+	}
 	msg, err := m.compose.Compose(ctx, p)
 	if err != nil {
 		m.cfg.Observe("permanent")
@@ -256,10 +268,10 @@ func (m *Mailer) Deliver(ctx context.Context, item store.OutboxItem) error {
 	switch outcome {
 	case "policy":
 		m.log.Warn("smtp policy rejection (5.7.x): check SPF/DKIM/DMARC and sender reputation",
-			"send_id", p.Send.SendID, "lead_id", p.Lead, "sequence", p.Send.Sequence, "step", p.Send.Step, "error", err)
+			"send_id", redact.Email(p.Send.SendID), "lead_id", redact.Email(p.Lead), "sequence", p.Send.Sequence, "step", p.Send.Step, "error", redact.Error(err))
 	case "unknown":
 		m.log.Warn("smtp connection lost after end of data: outcome unknown",
-			"send_id", p.Send.SendID, "lead_id", p.Lead, "error", err)
+			"send_id", redact.Email(p.Send.SendID), "lead_id", redact.Email(p.Lead), "error", redact.Error(err))
 	}
 	if err != nil {
 		return fmt.Errorf("smtp: deliver send %s: %w", p.Send.SendID, err)

@@ -29,13 +29,24 @@ type ThrottleConfig struct {
 // whose slot is less than MaxWait away waits for it; one further away is
 // deferred with *outbox.DeferError, which the dispatcher retries at Until
 // without counting an attempt. Nothing is dropped.
+//
+// Limits are per process: N workers sending to the same relay allow N times
+// the configured rates. Recipient domains are about as many as leads, so
+// per-domain buckets do not live forever: at most once per sweepEvery, the
+// buckets that are full again (idle for at least their refill time) are
+// dropped. A full bucket behaves exactly like a new one, so eviction never
+// lets a send through early.
 type Throttle struct {
 	cfg    ThrottleConfig
 	global *rate.Limiter
 	mu     sync.Mutex
 	domain map[string]*rate.Limiter
+	swept  time.Time
 	now    func() time.Time
 }
+
+// sweepEvery is how often idle per-domain buckets are evicted.
+const sweepEvery = time.Minute
 
 // NewThrottle returns a Throttle for cfg.
 func NewThrottle(cfg ThrottleConfig) *Throttle {
@@ -60,12 +71,26 @@ func (t *Throttle) domainLimiter(d string) *rate.Limiter {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := t.now()
+	if now.Sub(t.swept) >= sweepEvery {
+		t.sweep(now)
+	}
 	l, ok := t.domain[d]
 	if !ok {
 		l = rate.NewLimiter(rate.Limit(perMin/60), max(int(perMin/60), 1))
 		t.domain[d] = l
 	}
 	return l
+}
+
+// sweep drops the per-domain buckets that are full at now. t.mu is held.
+func (t *Throttle) sweep(now time.Time) {
+	t.swept = now
+	for d, l := range t.domain {
+		if l.TokensAt(now) >= float64(l.Burst()) {
+			delete(t.domain, d)
+		}
+	}
 }
 
 // Wait takes one slot for a send to domain: it returns nil once the send

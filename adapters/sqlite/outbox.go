@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -33,11 +34,13 @@ func collect[T any](rows *sql.Rows, op string, scan func(scanner) (T, error)) ([
 func scanOutbox(r scanner) (store.OutboxItem, error) {
 	var it store.OutboxItem
 	var payload []byte
-	var next, lease, created, updated sql.NullInt64
+	var next, lease, created, updated, handed sql.NullInt64
+	var deferredUs int64
 	if err := r.Scan(&it.ID, &it.Kind, &it.DedupeKey, &it.LeadKey, &payload, &it.Status, &it.Attempts,
-		&next, &lease, &it.LastError, &created, &updated); err != nil {
+		&next, &lease, &it.LastError, &created, &updated, &handed, &deferredUs); err != nil {
 		return it, err
 	}
+	it.HandedAt, it.Deferred = fromMicros(handed), time.Duration(deferredUs)*time.Microsecond
 	if len(payload) > 0 {
 		it.Payload = payload
 	}
@@ -85,34 +88,25 @@ var completeStatuses = map[string]bool{
 	store.StatusUnknown: true, store.StatusSuppressed: true,
 }
 
-// CompleteOutbox records outcomes; an id that does not exist is reported
-// as store.ErrNotFound (the others are still recorded).
+// CompleteOutbox records outcomes (fenced by OutboxResult.Attempts); an
+// id that does not exist is reported as store.ErrNotFound, a stale attempt
+// as store.ErrStale (the others are still recorded).
 func (s *Store) CompleteOutbox(ctx context.Context, results []store.OutboxResult) error {
-	if len(results) == 0 {
-		return nil
-	}
-	for _, r := range results {
-		if !completeStatuses[r.Status] {
-			return fmt.Errorf("complete outbox %d: invalid status %q", r.ID, r.Status)
-		}
-		if r.Status == store.StatusRetry && r.NextAt.IsZero() {
-			return fmt.Errorf("complete outbox %d: retry needs NextAt", r.ID)
-		}
-	}
-	var missing []int64
-	now := time.Now()
-	err := s.writeTx(ctx, "complete outbox", func(tx *sql.Tx) error {
-		st, err := s.stmt(ctx, tx, qCompleteOutbox)
+	var stale, missing []int64
+	err := s.writeTx(ctx, "complete outbox", func(stx *sql.Tx) error {
+		notApplied, err := s.completeOutbox(ctx, stx, results)
 		if err != nil {
-			return translate("complete outbox: prepare", err)
+			return err
 		}
-		for _, r := range results {
-			res, err := st.ExecContext(ctx, r.ID, r.Status, r.Error, nullMicros(r.NextAt), micros(firstNonZero(r.At, now)))
-			if err != nil {
-				return translate(fmt.Sprintf("complete outbox %d", r.ID), err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				missing = append(missing, r.ID)
+		for _, id := range notApplied {
+			var one int
+			switch err := stx.QueryRowContext(ctx, qOutboxExists, id).Scan(&one); {
+			case err == sql.ErrNoRows:
+				missing = append(missing, id)
+			case err != nil:
+				return translate(fmt.Sprintf("complete outbox %d: check id", id), err)
+			default:
+				stale = append(stale, id)
 			}
 		}
 		return nil
@@ -120,10 +114,99 @@ func (s *Store) CompleteOutbox(ctx context.Context, results []store.OutboxResult
 	if err != nil {
 		return err
 	}
+	var errs []error
+	if len(stale) > 0 {
+		errs = append(errs, fmt.Errorf("complete outbox: items %v: %w", stale, store.ErrStale))
+	}
 	if len(missing) > 0 {
-		return fmt.Errorf("complete outbox: items %v: %w", missing, store.ErrNotFound)
+		errs = append(errs, fmt.Errorf("complete outbox: items %v: %w", missing, store.ErrNotFound))
+	}
+	return errors.Join(errs...)
+}
+
+// CompleteOutbox records outcomes inside the transaction and returns the
+// ids not applied (stale attempt or unknown id).
+func (t *tx) CompleteOutbox(ctx context.Context, results []store.OutboxResult) ([]int64, error) {
+	return t.s.completeOutbox(ctx, t.tx, results)
+}
+
+func (s *Store) completeOutbox(ctx context.Context, stx *sql.Tx, results []store.OutboxResult) ([]int64, error) {
+	if len(results) == 0 {
+		return nil, nil
+	}
+	for _, r := range results {
+		if !completeStatuses[r.Status] {
+			return nil, fmt.Errorf("complete outbox %d: invalid status %q", r.ID, r.Status)
+		}
+		if r.Status == store.StatusRetry && r.NextAt.IsZero() {
+			return nil, fmt.Errorf("complete outbox %d: retry needs NextAt", r.ID)
+		}
+		if r.Deferred && r.Status != store.StatusRetry {
+			return nil, fmt.Errorf("complete outbox %d: deferred needs status retry", r.ID)
+		}
+	}
+	st, err := s.stmt(ctx, stx, qCompleteOutbox)
+	if err != nil {
+		return nil, translate("complete outbox: prepare", err)
+	}
+	var notApplied []int64
+	now := time.Now()
+	for _, r := range results {
+		res, err := st.ExecContext(ctx, r.ID, r.Status, r.Error, nullMicros(r.NextAt), micros(firstNonZero(r.At, now)), r.Attempts, r.Deferred)
+		if err != nil {
+			return nil, translate(fmt.Sprintf("complete outbox %d", r.ID), err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			notApplied = append(notApplied, r.ID)
+		}
+	}
+	return notApplied, nil
+}
+
+// HandOff marks a claimed item handed off on its current attempt and
+// renews its lease; store.ErrStale when the attempt is no longer current.
+func (s *Store) HandOff(ctx context.Context, id int64, attempts int, now time.Time, lease time.Duration) error {
+	var n int64
+	err := s.writeTx(ctx, "hand off outbox", func(stx *sql.Tx) error {
+		res, err := stx.ExecContext(ctx, qHandOff, id, micros(now), attempts, micros(now.Add(lease)))
+		if err != nil {
+			return translate(fmt.Sprintf("hand off outbox %d", id), err)
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("hand off outbox %d attempt %d: %w", id, attempts, store.ErrStale)
 	}
 	return nil
+}
+
+// RecoverLeases settles expired leases in one statement.
+func (s *Store) RecoverLeases(ctx context.Context, p store.RecoverParams) ([]store.OutboxItem, error) {
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	kinds := p.UnknownKinds
+	if kinds == nil {
+		kinds = []string{}
+	}
+	kj, err := json.Marshal(kinds)
+	if err != nil {
+		return nil, fmt.Errorf("recover leases: %w", err)
+	}
+	var items []store.OutboxItem
+	err = s.writeTx(ctx, "recover leases", func(stx *sql.Tx) error {
+		rows, err := stx.QueryContext(ctx, qRecoverLeases, micros(p.Now), p.Limit, string(kj))
+		if err != nil {
+			return translate("recover leases", err)
+		}
+		items, err = collect(rows, "recover leases", scanOutbox)
+		return err
+	})
+	return items, err
 }
 
 func (s *Store) ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]store.OutboxItem, error) {

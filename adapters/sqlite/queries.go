@@ -58,13 +58,13 @@ ON CONFLICT (id) DO UPDATE SET away = excluded.away`
 	qSuppressed = `SELECT reason FROM suppressions WHERE email = ?`
 	qSuppress   = `INSERT INTO suppressions (email, reason, at) VALUES (?, ?, ?) ON CONFLICT (email) DO NOTHING`
 
-	outboxColumns = `id, kind, dedupe_key, lead_key, payload, status, attempts, next_attempt_at, lease_until, last_error, created_at, updated_at`
+	outboxColumns = `id, kind, dedupe_key, lead_key, payload, status, attempts, next_attempt_at, lease_until, last_error, created_at, updated_at, handed_at, deferred_us`
 
 	// qClaimOutbox leases due items of the kinds in the JSON array ?2 (an
 	// empty array means every kind). No SKIP LOCKED: the single writer
 	// connection already excludes every other claimer.
 	qClaimOutbox = `
-UPDATE outbox SET status = 'sending', attempts = attempts + 1, lease_until = ?3, updated_at = ?1
+UPDATE outbox SET status = 'sending', attempts = attempts + 1, lease_until = ?3, handed_at = NULL, updated_at = ?1
 WHERE id IN (
     SELECT id FROM outbox
     WHERE status IN ('pending', 'retry') AND next_attempt_at <= ?1
@@ -74,14 +74,47 @@ WHERE id IN (
 )
 RETURNING ` + outboxColumns
 
+	// qCompleteOutbox records one outcome. ?6 > 0 fences it to that
+	// attempt while not final (sending, or settled by lease recovery); a
+	// deferred (?7) retry gives its attempt back and adds the deferral to
+	// deferred_us.
 	qCompleteOutbox = `
 UPDATE outbox SET
     status = ?2,
     last_error = ?3,
     next_attempt_at = CASE WHEN ?2 = 'retry' THEN ?4 ELSE next_attempt_at END,
+    attempts = CASE WHEN ?7 THEN max(attempts - 1, 0) ELSE attempts END,
+    deferred_us = CASE WHEN ?7 THEN deferred_us + max(0, coalesce(?4, ?5) - ?5) ELSE deferred_us END,
     lease_until = NULL,
     updated_at = ?5
-WHERE id = ?1`
+WHERE id = ?1 AND (?6 = 0 OR (attempts = ?6 AND status IN ('sending', 'retry', 'unknown')))`
+
+	qOutboxExists = `SELECT 1 FROM outbox WHERE id = ?`
+
+	// qHandOff marks the current attempt handed off and renews its lease.
+	qHandOff = `
+UPDATE outbox SET handed_at = ?2, lease_until = ?4
+WHERE id = ?1 AND status = 'sending' AND attempts = ?3`
+
+	// qRecoverLeases settles expired leases in one statement: handed-off
+	// items of the kinds in the JSON array ?3 become unknown, the rest
+	// retry at once.
+	qRecoverLeases = `
+UPDATE outbox SET
+    status = CASE WHEN handed_at IS NOT NULL AND kind IN (SELECT value FROM json_each(?3)) THEN 'unknown' ELSE 'retry' END,
+    next_attempt_at = CASE WHEN handed_at IS NOT NULL AND kind IN (SELECT value FROM json_each(?3)) THEN next_attempt_at ELSE ?1 END,
+    last_error = CASE
+        WHEN handed_at IS NOT NULL AND kind IN (SELECT value FROM json_each(?3)) THEN 'lease expired after hand-off: outcome unknown, not resent'
+        WHEN handed_at IS NOT NULL THEN 'lease expired after hand-off; retrying'
+        ELSE 'lease expired before hand-off; retrying' END,
+    lease_until = NULL,
+    updated_at = ?1
+WHERE id IN (
+    SELECT id FROM outbox WHERE status = 'sending' AND lease_until < ?1
+    ORDER BY lease_until, id
+    LIMIT ?2
+)
+RETURNING ` + outboxColumns
 
 	qExpiredLeases = `
 SELECT ` + outboxColumns + ` FROM outbox

@@ -36,6 +36,8 @@ import (
 
 	"github.com/nurture-oss/nurture/internal/leadview"
 	"github.com/nurture-oss/nurture/internal/outbox"
+	"github.com/nurture-oss/nurture/internal/outhttp"
+	"github.com/nurture-oss/nurture/internal/redact"
 )
 
 // Standard Webhooks headers.
@@ -176,24 +178,26 @@ func Sign(key []byte, msgID string, ts time.Time, body []byte) string {
 // Notify delivers v's escalation to the endpoint.
 func (e *Endpoint) Notify(ctx context.Context, v leadview.View) error {
 	if v.Escalation == nil {
-		return fmt.Errorf("webhook %s lead %s: %w: no escalation", e.cfg.Name, v.Key, outbox.ErrPermanent)
+		return fmt.Errorf("webhook %s lead %s: %w: no escalation", e.cfg.Name, redact.Email(v.Key), outbox.ErrPermanent)
 	}
 	msgID := ID(v.Escalation.ID, v.Escalation.Attempt)
+	// The id embeds the lead key; error texts reach logs.
+	logID := redact.Email(msgID)
 	if off, reason, err := e.cfg.State.Disabled(ctx, e.cfg.Name); err != nil {
 		return fmt.Errorf("webhook %s: read state: %w", e.cfg.Name, err)
 	} else if off {
-		return fmt.Errorf("webhook %s id %s: %w: %w (%s)", e.cfg.Name, msgID, outbox.ErrPermanent, ErrDisabled, reason)
+		return fmt.Errorf("webhook %s id %s: %w: %w (%s)", e.cfg.Name, logID, outbox.ErrPermanent, ErrDisabled, reason)
 	}
 	body, err := e.body(v)
 	if err != nil {
-		return fmt.Errorf("webhook %s id %s: encode: %w: %w", e.cfg.Name, msgID, outbox.ErrPermanent, err)
+		return fmt.Errorf("webhook %s id %s: encode: %w: %w", e.cfg.Name, logID, outbox.ErrPermanent, err)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("webhook %s id %s: %w: bad request", e.cfg.Name, msgID, outbox.ErrPermanent)
+		return fmt.Errorf("webhook %s id %s: %w: bad request", e.cfg.Name, logID, outbox.ErrPermanent)
 	}
 	ts := e.cfg.Now()
 	req.Header.Set("Content-Type", "application/json")
@@ -207,7 +211,7 @@ func (e *Endpoint) Notify(ctx context.Context, v leadview.View) error {
 
 	resp, err := e.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook %s id %s: %w", e.cfg.Name, msgID, redact(err))
+		return fmt.Errorf("webhook %s id %s: %w", e.cfg.Name, logID, outhttp.StripURL(err))
 	}
 	defer resp.Body.Close()
 	reply, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -215,7 +219,7 @@ func (e *Endpoint) Notify(ctx context.Context, v leadview.View) error {
 	if code >= 200 && code < 300 {
 		return nil
 	}
-	err = fmt.Errorf("webhook %s id %s: HTTP %d: %s", e.cfg.Name, msgID, code, oneLine(reply))
+	err = fmt.Errorf("webhook %s id %s: HTTP %d: %s", e.cfg.Name, logID, code, redact.Email(oneLine(reply)))
 	switch {
 	case code == http.StatusGone:
 		reason := fmt.Sprintf("HTTP 410 Gone at %s", ts.UTC().Format(time.RFC3339))
@@ -224,7 +228,7 @@ func (e *Endpoint) Notify(ctx context.Context, v leadview.View) error {
 		}
 		return fmt.Errorf("%w: %w: %w", outbox.ErrPermanent, ErrDisabled, err)
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
-		if d := retryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
+		if d := outhttp.RetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
 			return &outbox.RetryAfterError{After: d, Err: err}
 		}
 		return err
@@ -247,33 +251,6 @@ func oneLine(b []byte) string {
 		s = s[:200] + "…"
 	}
 	return s
-}
-
-// redact drops the URL (it may carry credentials) from an HTTP client error.
-func redact(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		if ue.Timeout() {
-			return fmt.Errorf("%s: timeout: %w", ue.Op, context.DeadlineExceeded)
-		}
-		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
-	}
-	return err
-}
-
-// retryAfter parses a Retry-After header (seconds or an HTTP date).
-func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(h); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // MemoryState is a State in memory.

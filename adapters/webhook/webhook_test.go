@@ -325,3 +325,21 @@ func TestHubSpotTaskFormat(t *testing.T) {
 	require.Contains(t, task.Properties["hs_task_body"], "https://nurture.example.com/leads/lead-42")
 	require.Contains(t, task.Properties["hs_task_body"], "esc-7")
 }
+
+func TestErrorsCarryNoEmailAddresses(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"error":"owner of ada@example.com unknown"}`)
+	}))
+	t.Cleanup(srv.Close)
+	ep, err := webhook.New(webhook.Config{Name: "crm", URL: srv.URL, Secret: secret})
+	require.NoError(t, err)
+	v := view("ada%40example%2Ecom.escalation-1", 2)
+	v.Key = "ada@example.com"
+	err = ep.Notify(context.Background(), v)
+	require.ErrorIs(t, err, outbox.ErrPermanent)
+	require.NotContains(t, err.Error(), "ada@example.com", "error texts reach logs")
+	require.NotContains(t, err.Error(), "ada%40example%2Ecom")
+	require.Contains(t, err.Error(), "<email>.escalation-1/2")
+}

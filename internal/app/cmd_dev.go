@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -35,8 +34,8 @@ import (
 
 // devSettings are the shared settings dev reads.
 var devSettings = []string{
-	"data-dir", "content-dir", "http-addr", "public-url", "database-url", "nats-url", "smtp-url", "secret",
-	"api-tokens", "from", "postal-address", "batch-size", "sweep-interval", "shutdown-timeout", "log-level", "log-format",
+	"data-dir", "content-dir", "http-addr", "public-url", "database-url", "nats-url", "smtp-url", "smtp-pool", "send-rate", "domain-rate", "secret",
+	"api-tokens", "from", "postal-address", "dkim-key-file", "dkim-selector", "dkim-domain", "batch-size", "sweep-interval", "shutdown-timeout", "log-level", "log-format",
 }
 
 // Demo defaults.
@@ -49,6 +48,10 @@ const (
 	// it is taken).
 	DefaultDevNATSPort = 4222
 )
+
+// devRepFrom sends rep emails in dev when the content and NURTURE_FROM name
+// no sender.
+const devRepFrom = "Nurture <nurture@localhost>"
 
 // devOptions are dev's own flags.
 type devOptions struct {
@@ -218,9 +221,13 @@ func dev(ctx context.Context, cfg Config, o devOptions, deps devDeps) (err error
 	}
 
 	publicURL := cfg.resolvePublicURL()
+	dkim, err := cfg.dkim()
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
 	composer, err := smtp.NewComposer(smtp.ComposeConfig{
 		PublicURL: publicURL, Signer: signer, Renderer: bundleRenderer{b: bundle},
-		DefaultFrom: firstSet(cfg.From, bundle.Project.From), PostalAddress: cfg.PostalAddress, Now: clock.Now,
+		DefaultFrom: firstSet(cfg.From, bundle.Project.From), PostalAddress: cfg.PostalAddress, Now: clock.Now, DKIM: dkim,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
@@ -239,15 +246,14 @@ func dev(ctx context.Context, cfg Config, o devOptions, deps devDeps) (err error
 		if err != nil {
 			return fmt.Errorf("dev: NURTURE_SMTP_URL: %w", err)
 		}
-		mailer, err := smtp.New(smtp.Config{Dial: dial, Logger: log}, composer)
+		mailer, err := smtp.New(cfg.mailerConfig(dial, log, nil), composer)
 		if err != nil {
 			return fmt.Errorf("dev: %w", err)
 		}
 		defer func() { err = errors.Join(err, closeErr("smtp", mailer.Close())) }()
 		mail = mailer
-		if from := firstSet(bundle.Notify.EmailFrom, bundle.Project.From, cfg.From); from != "" {
-			repMail = &smtpRepMailer{m: mailer, from: from, now: clock.Now}
-		}
+		// The same rep mailer as serve (pool, classification, DKIM).
+		repMail = newRepMailer(mailer, firstSet(repFrom(bundle, cfg), devRepFrom), dkim, clock.Now)
 		mailNote = "sent to " + redactURL(cfg.SMTPURL)
 	} else {
 		mailDir := filepath.Join(dataDir, "mail")
@@ -261,8 +267,7 @@ func dev(ctx context.Context, cfg Config, o devOptions, deps devDeps) (err error
 			return fmt.Errorf("dev: %w", err)
 		}
 		mail = capture
-		repMail = &repCapture{dir: repDir, now: clock.Now,
-			from: firstSet(bundle.Notify.EmailFrom, cfg.From, bundle.Project.From, "Nurture <nurture@localhost>")}
+		repMail = &repCapture{dir: repDir, now: clock.Now, from: firstSet(repFrom(bundle, cfg), devRepFrom)}
 		box = &mailBox{marketing: capture, reps: reps}
 		mailNote = "captured in " + mailDir
 	}
@@ -380,35 +385,15 @@ func devContent(ctx context.Context, dir string, st versionStore, now time.Time)
 		b, err := loadContent(ctx, dir, st, now)
 		return b, dir, err
 	}
-	b, err := loadContentFS(ctx, examples.FS, st, now)
-	return b, "built-in copy of the examples", err
-}
-
-// loadContentFS is loadContent (wire.go) for content in a file system.
-func loadContentFS(ctx context.Context, fsys fs.FS, st versionStore, now time.Time) (*sequences.Bundle, error) {
-	b, err := sequences.LoadFS(fsys)
+	const name = "built-in copy of the examples"
+	b, err := sequences.LoadFS(examples.FS)
 	if err != nil {
-		return nil, fmt.Errorf("built-in content: %w", err)
+		return nil, name, fmt.Errorf("%s: %w", name, err)
 	}
-	vs := make([]store.SequenceVersion, 0, len(b.Sources))
-	for _, src := range b.Sources {
-		vs = append(vs, store.SequenceVersion{Sequence: src.Sequence, Version: src.Version, Source: src.Raw, PublishedAt: now})
+	if err := publishVersions(ctx, b, "the "+name, st, now); err != nil {
+		return nil, name, err
 	}
-	if err := st.PublishVersions(ctx, vs); err != nil {
-		return nil, fmt.Errorf("publish sequence versions: %w", err)
-	}
-	recorded, err := st.Versions(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load published sequence versions: %w", err)
-	}
-	srcs := make([]sequences.Source, 0, len(recorded))
-	for _, v := range recorded {
-		srcs = append(srcs, sequences.Source{Sequence: v.Sequence, Version: v.Version, Raw: v.Source})
-	}
-	if err := b.LoadVersions(srcs); err != nil {
-		return nil, fmt.Errorf("earlier published sequence versions no longer compile against the built-in content: %w", err)
-	}
-	return b, nil
+	return b, name, nil
 }
 
 // demoAnchor returns the demo's time zero for seed, kept in path so a

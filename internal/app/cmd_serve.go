@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -16,13 +15,12 @@ import (
 
 	natsadapter "github.com/nurture-oss/nurture/adapters/nats"
 	"github.com/nurture-oss/nurture/adapters/smtp"
-	"github.com/nurture-oss/nurture/internal/notify"
 	"github.com/nurture-oss/nurture/internal/store"
 )
 
 // serveSettings are the settings serve reads.
 var serveSettings = []string{
-	"database-url", "nats-url", "smtp-url", "http-addr", "public-url", "content-dir", "secret", "api-tokens",
+	"database-url", "nats-url", "smtp-url", "smtp-pool", "send-rate", "domain-rate", "http-addr", "public-url", "content-dir", "secret", "api-tokens",
 	"bounce-tokens", "ses-topic-arns",
 	"batch-size", "sweep-interval", "stream-max-age", "stream-replicas", "duplicate-window", "resend-unknown",
 	"give-up-after", "shutdown-timeout", "max-body", "log-level", "log-format",
@@ -96,17 +94,9 @@ func serve(ctx context.Context, cfg Config, deps serveDeps) (err error) {
 	if err != nil {
 		return fmt.Errorf("serve: NURTURE_SMTP_URL: %w", err)
 	}
-	var dkim *smtp.DKIM
-	if cfg.DKIMKeyFile != "" {
-		pem, err := os.ReadFile(cfg.DKIMKeyFile)
-		if err != nil {
-			return fmt.Errorf("serve: NURTURE_DKIM_KEY_FILE: %w", err)
-		}
-		key, err := smtp.ParseDKIMKey(pem)
-		if err != nil {
-			return fmt.Errorf("serve: NURTURE_DKIM_KEY_FILE %s: %w", cfg.DKIMKeyFile, err)
-		}
-		dkim = &smtp.DKIM{Domain: cfg.DKIMDomain, Selector: cfg.DKIMSelector, Key: key}
+	dkim, err := cfg.dkim()
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
 	publicURL := cfg.resolvePublicURL()
 
@@ -157,16 +147,13 @@ func serve(ctx context.Context, cfg Config, deps serveDeps) (err error) {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	mailer, err := smtp.New(smtp.Config{Dial: dial, Logger: log, Observe: func(o string) { smtpAttempts.WithLabelValues(o).Inc() }}, composer)
+	mailer, err := smtp.New(cfg.mailerConfig(dial, log, func(o string) { smtpAttempts.WithLabelValues(o).Inc() }), composer)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer func() { err = errors.Join(err, closeErr("smtp", mailer.Close())) }()
 
-	var repMail notify.Mailer
-	if from := firstSet(bundle.Notify.EmailFrom, bundle.Project.From, cfg.From); from != "" {
-		repMail = &smtpRepMailer{m: mailer, from: from, now: time.Now}
-	}
+	repMail := newRepMailer(mailer, repFrom(bundle, cfg), dkim, time.Now)
 
 	// After the first SIGINT/SIGTERM, a second one kills the process at once.
 	stopReset := context.AfterFunc(ctx, func() { signal.Reset(syscall.SIGINT, syscall.SIGTERM) })

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/mail"
 	"net/url"
@@ -37,6 +38,14 @@ type Config struct {
 	// offered) or smtps://… (implicit TLS). Required by serve; dev captures
 	// mail instead when empty.
 	SMTPURL string
+	// SMTPPool is the number of SMTP connections each process keeps open
+	// (each carries one message at a time).
+	SMTPPool int
+	// SendRate caps marketing emails per second, per process (0: no cap).
+	SendRate float64
+	// DomainRate caps marketing emails per minute to one recipient domain,
+	// per process (0: no cap). N workers allow N times both rates.
+	DomainRate float64
 	// HTTPAddr is the listen address of the HTTP server.
 	HTTPAddr string
 	// PublicURL is the base URL written into emails (tracking, unsubscribe).
@@ -110,12 +119,14 @@ const (
 	DefaultGiveUpAfter     = 24 * time.Hour
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultMaxBody         = 1 << 20
+	DefaultSMTPPool        = 4
 )
 
 // DefaultConfig returns a Config holding every default.
 func DefaultConfig() Config {
 	return Config{
 		HTTPAddr:        DefaultHTTPAddr,
+		SMTPPool:        DefaultSMTPPool,
 		DataDir:         DefaultDataDir,
 		BatchSize:       DefaultBatchSize,
 		SweepInterval:   DefaultSweepInterval,
@@ -161,6 +172,13 @@ func int64Setting(flag, env, usage string, field func(*Config) *int64) setting {
 	}}
 }
 
+func floatSetting(flag, env, usage string, field func(*Config) *float64) setting {
+	return setting{flag: flag, env: env, usage: usage, bind: func(fs *pflag.FlagSet, c *Config, name, u string) {
+		p := field(c)
+		fs.Float64Var(p, name, *p, u)
+	}}
+}
+
 func durSetting(flag, env, usage string, field func(*Config) *time.Duration) setting {
 	return setting{flag: flag, env: env, usage: usage, bind: func(fs *pflag.FlagSet, c *Config, name, u string) {
 		p := field(c)
@@ -188,6 +206,9 @@ var settings = []setting{
 	strSetting("database-url", "NURTURE_DATABASE_URL", "database: postgres://… or sqlite://path", func(c *Config) *string { return &c.DatabaseURL }),
 	strSetting("nats-url", "NURTURE_NATS_URL", "NATS server (empty: "+DefaultNATSURL+")", func(c *Config) *string { return &c.NATSURL }),
 	strSetting("smtp-url", "NURTURE_SMTP_URL", "mail server: smtp://user:pass@host:port or smtps://…", func(c *Config) *string { return &c.SMTPURL }),
+	intSetting("smtp-pool", "NURTURE_SMTP_POOL", "SMTP connections kept open per process", func(c *Config) *int { return &c.SMTPPool }),
+	floatSetting("send-rate", "NURTURE_SEND_RATE", "marketing emails per second, per process (0: no limit)", func(c *Config) *float64 { return &c.SendRate }),
+	floatSetting("domain-rate", "NURTURE_DOMAIN_RATE", "marketing emails per minute to one recipient domain, per process (0: no limit)", func(c *Config) *float64 { return &c.DomainRate }),
 	strSetting("http-addr", "NURTURE_HTTP_ADDR", "listen address of the HTTP server", func(c *Config) *string { return &c.HTTPAddr }),
 	strSetting("public-url", "NURTURE_PUBLIC_URL", "base URL written into emails (empty: http:// + the HTTP address)", func(c *Config) *string { return &c.PublicURL }),
 	strSetting("content-dir", "NURTURE_CONTENT_DIR", "content directory (sequences, scoring, templates)", func(c *Config) *string { return &c.ContentDir }),
@@ -348,6 +369,15 @@ func (c *Config) validate() error {
 		case u.Hostname() == "":
 			bad("NURTURE_SMTP_URL", "no host")
 		}
+	}
+	if c.SMTPPool < 1 || c.SMTPPool > 100 {
+		bad("NURTURE_SMTP_POOL", "%d, want 1 to 100", c.SMTPPool)
+	}
+	if c.SendRate < 0 || math.IsNaN(c.SendRate) || math.IsInf(c.SendRate, 0) {
+		bad("NURTURE_SEND_RATE", "%v, want 0 (no limit) or a positive number of emails per second", c.SendRate)
+	}
+	if c.DomainRate < 0 || math.IsNaN(c.DomainRate) || math.IsInf(c.DomainRate, 0) {
+		bad("NURTURE_DOMAIN_RATE", "%v, want 0 (no limit) or a positive number of emails per minute", c.DomainRate)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		bad("NURTURE_HTTP_ADDR", "%q is not host:port", c.HTTPAddr)

@@ -55,12 +55,13 @@ defaults. Each command's --help lists the variables it reads.`,
 	root.AddCommand(
 		// registered commands go here, one line each
 		newSimulateCmd(),
-		newValidateCmd(),
-		newSchemaCmd(),
 		newServeCmd(),
 		newMigrateCmd(),
 		newPublishCmd(),
 		newHealthcheckCmd(),
+		newValidateCmd(),
+		newSchemaCmd(),
+		newBenchCmd(),
 		newDevCmd(),
 	)
 	return root

@@ -3,13 +3,9 @@ package app
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,53 +19,12 @@ import (
 	"github.com/nurture-oss/nurture/adapters/smtp/smtptest"
 	"github.com/nurture-oss/nurture/engine"
 	"github.com/nurture-oss/nurture/internal/cloudevent"
+	"github.com/nurture-oss/nurture/internal/testdb"
 )
 
-const defaultTestDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
-// testDatabase creates a uniquely named database on the server at
-// TEST_DATABASE_URL, drops it when the test ends, and returns its URL.
-// PostgreSQL being unreachable fails the test (use -short to skip).
-func testDatabase(t testing.TB) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs PostgreSQL (TEST_DATABASE_URL); skipped with -short")
-	}
-	admin := os.Getenv("TEST_DATABASE_URL")
-	if admin == "" {
-		admin = defaultTestDatabaseURL
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("PostgreSQL unreachable at TEST_DATABASE_URL (default %s): %v\n"+
-			"start PostgreSQL or set TEST_DATABASE_URL; use -short to skip database tests", defaultTestDatabaseURL, err)
-	}
-	defer conn.Close(context.Background())
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "nurture_app_" + hex.EncodeToString(b[:])
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	return u.String()
-}
+// testDatabase is internal/testdb.New: an empty database of its own,
+// dropped at the end (migrate is what the tests exercise).
+func testDatabase(t testing.TB) string { return testdb.New(t) }
 
 // cli runs one nurture command line in process with env as its whole
 // environment.

@@ -6,10 +6,13 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -35,12 +38,8 @@ type versionStore interface {
 	Versions(ctx context.Context) ([]store.SequenceVersion, error)
 }
 
-// loadContent loads and validates the content directory, records the
-// version of every sequence on disk in st, and compiles every version ever
-// recorded into the bundle, so leads pinned to an older version keep
-// running. A recorded version that no longer compiles against this content
-// (say, its template was deleted) is an error: leads pinned to it would be
-// stuck.
+// loadContent loads and validates the content directory, then records and
+// compiles its versions (publishVersions).
 func loadContent(ctx context.Context, dir string, st versionStore, now time.Time) (*sequences.Bundle, error) {
 	b, err := sequences.Load(dir)
 	if err != nil {
@@ -50,25 +49,38 @@ func loadContent(ctx context.Context, dir string, st versionStore, now time.Time
 		}
 		return nil, err
 	}
+	if err := publishVersions(ctx, b, dir, st, now); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// publishVersions records the version of every sequence of the loaded
+// bundle b in st, and compiles every version ever recorded into b, so leads
+// pinned to an older version keep running. A recorded version that no
+// longer compiles against this content (say, its template was deleted) is an
+// error: leads pinned to it would be stuck. where names the content in
+// that error.
+func publishVersions(ctx context.Context, b *sequences.Bundle, where string, st versionStore, now time.Time) error {
 	vs := make([]store.SequenceVersion, 0, len(b.Sources))
 	for _, src := range b.Sources {
 		vs = append(vs, store.SequenceVersion{Sequence: src.Sequence, Version: src.Version, Source: src.Raw, PublishedAt: now})
 	}
 	if err := st.PublishVersions(ctx, vs); err != nil {
-		return nil, fmt.Errorf("publish sequence versions: %w", err)
+		return fmt.Errorf("publish sequence versions: %w", err)
 	}
 	recorded, err := st.Versions(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("load published sequence versions: %w", err)
+		return fmt.Errorf("load published sequence versions: %w", err)
 	}
 	srcs := make([]sequences.Source, 0, len(recorded))
 	for _, v := range recorded {
 		srcs = append(srcs, sequences.Source{Sequence: v.Sequence, Version: v.Version, Raw: v.Source})
 	}
 	if err := b.LoadVersions(srcs); err != nil {
-		return nil, fmt.Errorf("earlier published sequence versions no longer compile against %s (leads are pinned to them; restore what they use): %w", dir, err)
+		return fmt.Errorf("earlier published sequence versions no longer compile against %s (leads are pinned to them; restore what they use): %w", where, err)
 	}
-	return b, nil
+	return nil
 }
 
 // bundleRenderer renders a send's template from the content bundle for the
@@ -135,7 +147,7 @@ func buildChannels(n sequences.Notify, getenv func(string) string, repMail bool)
 				err = fmt.Errorf("signing secret variable %s is not set", ch.SecretEnv)
 			} else {
 				var ep *webhook.Endpoint
-				if ep, err = webhook.New(webhook.Config{Name: ch.Name, URL: u, Secret: secret, Timeout: ch.Timeout}); err == nil {
+				if ep, err = webhook.New(webhook.Config{Name: ch.Name, URL: u, Secret: secret, Timeout: ch.Timeout, Format: webhookFormat(ch.Format)}); err == nil {
 					ec.webhooks[ch.Name] = ep
 					ec.channels = append(ec.channels, runner.Channel{Kind: store.KindNotifyWebhook, Name: ch.Name})
 					continue
@@ -153,6 +165,17 @@ func buildChannels(n sequences.Notify, getenv func(string) string, repMail bool)
 	}
 	sort.Strings(ec.disabled)
 	return ec
+}
+
+// webhookFormat maps scoring.yaml's webhook format to the adapter's.
+func webhookFormat(f string) string {
+	switch f {
+	case sequences.WebhookFormatHubSpotTask:
+		return webhook.FormatHubSpotTask
+	case sequences.WebhookFormatStandard:
+		return webhook.FormatStandard
+	}
+	return f // "" (the default) or unknown: webhook.New decides
 }
 
 // warnDisabled logs each disabled escalation channel.
@@ -174,9 +197,52 @@ func leadViews(publicURL string, s *engine.Scoring, signer *token.Signer) *leadv
 	return b
 }
 
+// dkim reads the DKIM key the configuration names; nil when DKIM is not
+// configured (validate makes sure the three settings come together).
+func (c *Config) dkim() (*smtp.DKIM, error) {
+	if c.DKIMKeyFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(c.DKIMKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("NURTURE_DKIM_KEY_FILE: %w", err)
+	}
+	key, err := smtp.ParseDKIMKey(pem)
+	if err != nil {
+		return nil, fmt.Errorf("NURTURE_DKIM_KEY_FILE %s: %w", c.DKIMKeyFile, err)
+	}
+	return &smtp.DKIM{Domain: c.DKIMDomain, Selector: c.DKIMSelector, Key: key}, nil
+}
+
+// mailerConfig is the SMTP mailer's configuration: the connection pool and
+// the send rates (per process) come from c.
+func (c *Config) mailerConfig(dial smtp.Dial, log *slog.Logger, observe func(string)) smtp.Config {
+	return smtp.Config{
+		Dial: dial, Pool: c.SMTPPool, Logger: log, Observe: observe,
+		Throttle: smtp.ThrottleConfig{GlobalPerSecond: c.SendRate, DomainPerMinute: c.DomainRate},
+	}
+}
+
+// repFrom is the sender of rep escalation emails: scoring.yaml's
+// notify.email_from, else nurture.yaml's from, else NURTURE_FROM.
+func repFrom(b *sequences.Bundle, c Config) string {
+	return firstSet(b.Notify.EmailFrom, b.Project.From, c.From)
+}
+
 // repSender is what smtpRepMailer needs of the SMTP mailer.
 type repSender interface {
 	Send(ctx context.Context, c *smtp.Composed) error
+}
+
+// newRepMailer returns the mailer of rep escalation emails over SMTP (serve,
+// and dev with an SMTP URL): through m's connection pool and error
+// classification, DKIM-signed with d when set. nil when from is empty
+// (email_rep is then disabled).
+func newRepMailer(m repSender, from string, d *smtp.DKIM, now func() time.Time) notify.Mailer {
+	if from == "" {
+		return nil
+	}
+	return &smtpRepMailer{m: m, from: from, dkim: d, now: now}
 }
 
 // smtpRepMailer sends escalation emails to reps through the SMTP mailer's
@@ -185,6 +251,7 @@ type repSender interface {
 type smtpRepMailer struct {
 	m    repSender
 	from string
+	dkim *smtp.DKIM
 	now  func() time.Time
 }
 
@@ -194,11 +261,18 @@ func (r *smtpRepMailer) SendRepEmail(ctx context.Context, e leadview.Email) erro
 	if err != nil {
 		return fmt.Errorf("rep email %s: %w: %w", e.MessageID, err, outbox.ErrPermanent)
 	}
+	if r.dkim != nil {
+		if err := smtp.SignDKIM(msg, r.dkim); err != nil {
+			return fmt.Errorf("rep email %s: %w: %w", e.MessageID, err, outbox.ErrPermanent)
+		}
+	}
 	return r.m.Send(ctx, &smtp.Composed{Msg: msg, MessageID: id, To: e.To, From: r.from, Subject: e.Subject})
 }
 
 // repMessage builds the multipart/alternative rep email. Its Message-ID is
-// stable per escalation attempt, so a resent notification threads.
+// stable per escalation attempt, so a resent notification threads. Date,
+// Message-ID and boundary are fixed, so the message writes the same bytes
+// every time (what DKIM signing needs).
 func repMessage(from string, e leadview.Email, now time.Time) (*gomail.Msg, string, error) {
 	m := gomail.NewMsg()
 	if err := m.From(from); err != nil {
@@ -219,5 +293,7 @@ func repMessage(from string, e leadview.Email, now time.Time) (*gomail.Msg, stri
 	m.SetMessageIDWithValue(id)
 	m.SetBodyString(gomail.TypeTextPlain, e.Text)
 	m.AddAlternativeString(gomail.TypeTextHTML, e.HTML)
+	sum := sha256.Sum256([]byte(e.MessageID + "\x00" + now.UTC().Format(time.RFC3339Nano)))
+	m.SetBoundary("nurture-rep-" + hex.EncodeToString(sum[:12]))
 	return m, id, nil
 }

@@ -116,7 +116,9 @@ func runWorker(ctx context.Context, w worker) error {
 		Logger: log, Registerer: w.reg, Observer: w.observer, Now: w.now,
 		BatchSize: cfg.BatchSize, SweepInterval: cfg.SweepInterval, SweepBatch: cfg.BatchSize,
 		GiveUp: cfg.GiveUpAfter, ResendUnknown: cfg.ResendUnknown,
-		EventRetention: max(7*24*time.Hour, cfg.DuplicateWindow),
+		// Processed ids must outlive everything the stream can replay.
+		StreamMaxAge:   cfg.StreamMaxAge,
+		EventRetention: max(7*24*time.Hour, cfg.DuplicateWindow, cfg.StreamMaxAge+runner.RetentionMargin),
 	}
 	if w.tune != nil {
 		w.tune(&rc)

@@ -3,8 +3,6 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -13,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/mail"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -21,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -35,54 +31,22 @@ import (
 	"github.com/nurture-oss/nurture/internal/outbox"
 	"github.com/nurture-oss/nurture/internal/runner"
 	"github.com/nurture-oss/nurture/internal/store"
+	"github.com/nurture-oss/nurture/internal/testdb"
 	"github.com/nurture-oss/nurture/internal/token"
 	"github.com/nurture-oss/nurture/sequences"
 )
 
-const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
-// testDatabase creates a migrated database for tb and drops it at the end.
-// It fails (not skips) when PostgreSQL is unreachable, unless -short.
+// testDatabase creates a migrated database for tb (internal/testdb) and
+// drops it at the end.
 func testDatabase(tb testing.TB) string {
 	tb.Helper()
-	if testing.Short() {
-		tb.Skip("PostgreSQL tests skipped with -short")
-	}
-	admin := os.Getenv("TEST_DATABASE_URL")
-	if admin == "" {
-		admin = defaultDatabaseURL
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		tb.Fatalf("PostgreSQL unreachable at TEST_DATABASE_URL (default %s): %v", defaultDatabaseURL, err)
-	}
-	defer conn.Close(ctx)
-	var buf [6]byte
-	_, _ = rand.Read(buf[:])
-	name := "nurture_e2e_" + hex.EncodeToString(buf[:])
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	require.NoError(tb, err)
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			tb.Errorf("drop test database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	})
-	u, err := url.Parse(admin)
-	require.NoError(tb, err)
-	u.Path = "/" + name
-	st, err := postgres.Open(ctx, u.String())
+	u := testdb.New(tb)
+	ctx := context.Background()
+	st, err := postgres.Open(ctx, u)
 	require.NoError(tb, err)
 	defer st.Close()
 	require.NoError(tb, st.Migrate(ctx))
-	return u.String()
+	return u
 }
 
 type clock struct {

@@ -2,21 +2,16 @@ package notify_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -35,6 +30,7 @@ import (
 	"github.com/nurture-oss/nurture/internal/outbox"
 	"github.com/nurture-oss/nurture/internal/runner"
 	"github.com/nurture-oss/nurture/internal/store"
+	"github.com/nurture-oss/nurture/internal/testdb"
 	"github.com/nurture-oss/nurture/internal/token"
 	"github.com/nurture-oss/nurture/sequences"
 )
@@ -44,51 +40,6 @@ import (
 // (examples/scoring.yaml: threshold 100, re-arm below 60, 14-day half-life,
 // territory routing), the Slack and webhook adapters against real HTTP
 // receivers, and the HTTP API for the acknowledgement.
-
-const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
-// testDatabase creates a uniquely named, migrated database and drops it at
-// the end. It fails (not skips) when PostgreSQL is unreachable, unless
-// -short.
-func testDatabase(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test needs PostgreSQL; skipped with -short")
-	}
-	admin := os.Getenv("TEST_DATABASE_URL")
-	if admin == "" {
-		admin = defaultDatabaseURL
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("PostgreSQL unreachable at TEST_DATABASE_URL (default %s): %v; use -short to skip", defaultDatabaseURL, err)
-	}
-	defer conn.Close(ctx)
-	var buf [6]byte
-	_, _ = rand.Read(buf[:])
-	name := "nurture_notify_" + hex.EncodeToString(buf[:])
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	return u.String()
-}
 
 type clock struct {
 	mu sync.Mutex
@@ -177,7 +128,7 @@ func (s *slackReceiver) all() []slack.Message {
 func TestEscalationEndToEnd(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dbURL := testDatabase(t)
+	dbURL := testdb.New(t)
 	st, err := postgres.Open(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })

@@ -151,3 +151,17 @@ func DeferUntil(err error) (time.Time, bool) {
 	}
 	return time.Time{}, false
 }
+
+// CheckedHandler is a Handler that may wait before its hand-off (a send
+// throttle). The dispatcher calls DeliverChecked instead of Deliver; the
+// handler calls check after any wait, right before the item leaves
+// (before SMTP), and when check returns an error it returns that error
+// (wrapped or not) without sending. check re-reads the suppression list
+// and the lead's status and marks the hand-off, so an unsubscribe that
+// lands while the item waited still wins. A nil check means none.
+// Handlers that do not wait need not implement it: the dispatcher then
+// runs check itself right before Deliver.
+type CheckedHandler interface {
+	Handler
+	DeliverChecked(ctx context.Context, item store.OutboxItem, check func(ctx context.Context) error) error
+}

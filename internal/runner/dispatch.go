@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	natsad "github.com/nurture-oss/nurture/adapters/nats"
 	"github.com/nurture-oss/nurture/engine"
 	"github.com/nurture-oss/nurture/internal/outbox"
 	"github.com/nurture-oss/nurture/internal/store"
@@ -21,7 +22,23 @@ type outcome struct {
 	result   store.OutboxResult
 	class    string // "sent", "retry", "failed", "unknown", "suppressed", "gave_up"
 	suppress *outbox.SuppressError
+	// skip: not recorded in the outbox (the attempt lost its lease
+	// before the hand-off; whoever holds the item now records it).
+	skip bool
 }
+
+// notSent is what the pre-send check returns when an item must not leave:
+// its outcome is decided without a delivery.
+type notSent struct {
+	class  string // "suppressed", "retry", "released", "lease_lost"
+	status string
+	reason string
+	next   time.Time
+	// deferred: the attempt is given back (not counted).
+	deferred bool
+}
+
+func (e *notSent) Error() string { return "not sent: " + e.reason }
 
 func (r *Runner) dispatchLoop(ctx context.Context) error {
 	failures := 0
@@ -38,7 +55,7 @@ func (r *Runner) dispatchLoop(ctx context.Context) error {
 		default:
 			failures = 0
 		}
-		if n >= r.cfg.DispatchBatch {
+		if n >= r.claimLimit() {
 			continue // more may be due
 		}
 		t := time.NewTimer(r.cfg.DispatchPoll)
@@ -52,17 +69,24 @@ func (r *Runner) dispatchLoop(ctx context.Context) error {
 	return nil
 }
 
-// DispatchOnce claims up to DispatchBatch due outbox items, delivers them
-// with DispatchWorkers concurrent workers and records the outcomes. It
-// returns how many items it claimed. Deliveries run to completion (within
-// DeliverTimeout) even if ctx is cancelled after the claim.
+// claimLimit is how many items one claim takes: no more than can start
+// at once, so no claimed item waits for a worker slot while its lease
+// runs (the lease then only has to cover the short way to the hand-off,
+// which renews it).
+func (r *Runner) claimLimit() int { return max(1, min(r.cfg.DispatchBatch, r.cfg.DispatchWorkers)) }
+
+// DispatchOnce claims up to min(DispatchBatch, DispatchWorkers) due outbox
+// items, delivers them concurrently (each starts at once) and records the
+// outcomes. It returns how many items it claimed. Deliveries run to
+// completion (within DeliverTimeout) even if ctx is cancelled after the
+// claim; items not yet handed off when the runner stops are released.
 func (r *Runner) DispatchOnce(ctx context.Context, now time.Time) (int, error) {
 	if len(r.kinds) == 0 {
 		return 0, nil
 	}
 	now = now.UTC()
 	start := time.Now()
-	items, err := r.st.ClaimOutbox(ctx, store.ClaimParams{Now: now, Limit: r.cfg.DispatchBatch, Lease: r.cfg.Lease, Kinds: r.kinds})
+	items, err := r.st.ClaimOutbox(ctx, store.ClaimParams{Now: now, Limit: r.claimLimit(), Lease: r.cfg.Lease, Kinds: r.kinds})
 	if err != nil {
 		return 0, fmt.Errorf("dispatch: claim: %w", err)
 	}
@@ -70,36 +94,10 @@ func (r *Runner) DispatchOnce(ctx context.Context, now time.Time) (int, error) {
 		return 0, nil
 	}
 	work := context.WithoutCancel(ctx)
-	suppressed, err := r.suppressedAddresses(work, items)
-	if err != nil {
-		// Without the suppression list no email may go out. Nothing was
-		// handed off: put the items back for a later attempt (record
-		// retries through a short outage) rather than letting their
-		// leases expire into "unknown".
-		r.log.Warn("suppression check failed; releasing claimed items", "err", redactErr(err), "items", len(items))
-		outcomes := make([]outcome, len(items))
-		for i, it := range items {
-			outcomes[i] = outcome{item: it, class: "retry", result: store.OutboxResult{
-				ID: it.ID, At: now, Status: store.StatusRetry, NextAt: now.Add(r.cfg.RetryBase),
-				Error: "not attempted: suppression check failed: " + err.Error()}}
-		}
-		if rerr := r.record(work, outcomes); rerr != nil {
-			return len(items), errors.Join(err, rerr)
-		}
-		return len(items), fmt.Errorf("dispatch: suppression check: %w", err)
-	}
-
 	outcomes := make([]outcome, len(items))
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, r.cfg.DispatchWorkers)
 	for i, it := range items {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			outcomes[i] = r.deliver(work, it, suppressed, now)
-		}()
+		wg.Go(func() { outcomes[i] = r.deliver(work, it, now) })
 	}
 	wg.Wait()
 	err = r.record(work, outcomes)
@@ -107,22 +105,9 @@ func (r *Runner) DispatchOnce(ctx context.Context, now time.Time) (int, error) {
 	return len(items), err
 }
 
-// suppressedAddresses looks up the email items' addresses on the
-// suppression list, in one query.
-func (r *Runner) suppressedAddresses(ctx context.Context, items []store.OutboxItem) (map[string]string, error) {
-	var emails []string
-	for _, it := range items {
-		if it.Kind != store.KindEmail {
-			continue
-		}
-		var p outbox.EmailPayload
-		if json.Unmarshal(it.Payload, &p) == nil && p.To != "" {
-			emails = append(emails, p.To)
-		}
-	}
-	if len(emails) == 0 {
-		return nil, nil
-	}
+// suppressedAddresses looks up addresses on the suppression list, retrying
+// transient failures for up to DeliverTimeout.
+func (r *Runner) suppressedAddresses(ctx context.Context, emails []string) (map[string]string, error) {
 	var out map[string]string
 	var err error
 	deadline := time.Now().Add(r.cfg.DeliverTimeout)
@@ -132,7 +117,7 @@ func (r *Runner) suppressedAddresses(ctx context.Context, items []store.OutboxIt
 			out, err = tx.Suppressed(ctx, emails)
 			return err
 		})
-		if err == nil || !transient(err) || time.Now().After(deadline) {
+		if err == nil || !transient(err) || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 		sleep(ctx, backoff(attempt, 50*time.Millisecond, time.Second, r.cfg.Jitter()))
@@ -148,55 +133,95 @@ func (r *Runner) suppressedAddresses(ctx context.Context, items []store.OutboxIt
 	return norm, nil
 }
 
-// deliver hands one item to its channel and classifies the result.
-func (r *Runner) deliver(ctx context.Context, it store.OutboxItem, suppressed map[string]string, now time.Time) outcome {
-	o := outcome{item: it, result: store.OutboxResult{ID: it.ID, At: now}}
+// preSend runs right before an item leaves (after any throttle wait in
+// the handler): it releases the item when the runner is stopping, checks
+// an email's address and lead status, and marks the hand-off on the
+// item's current attempt (renewing its lease). A *notSent error says the
+// item must not be delivered.
+func (r *Runner) preSend(ctx context.Context, it store.OutboxItem, now time.Time) error {
+	if r.stopping.Load() {
+		return &notSent{class: "released", status: store.StatusRetry, next: now, deferred: true,
+			reason: "released before hand-off: the runner is stopping"}
+	}
 	if it.Kind == store.KindEmail {
-		reason, ok, err := r.emailSuppressed(ctx, it, suppressed)
+		reason, ok, err := r.emailSuppressed(ctx, it)
 		if err != nil {
-			// Not attempted: a plain (transient) error retries it.
-			r.classify(&o, err, now)
-			return o
+			return &notSent{class: "retry", status: store.StatusRetry, next: now.Add(r.cfg.RetryBase),
+				reason: "not attempted: suppression check failed: " + err.Error()}
 		}
 		if ok {
-			o.result.Status, o.result.Error, o.class = store.StatusSuppressed, reason, "suppressed"
-			return o
+			return &notSent{class: "suppressed", status: store.StatusSuppressed, reason: reason}
 		}
 	}
+	if it.Kind == store.KindEvent {
+		return nil // NATS dedupes by message id; no hand-off mark needed
+	}
+	if err := r.st.HandOff(ctx, it.ID, it.Attempts, r.now(), r.cfg.Lease); err != nil {
+		if errors.Is(err, store.ErrStale) {
+			return &notSent{class: "lease_lost", reason: "lease lost before hand-off; not sent by this attempt"}
+		}
+		return &notSent{class: "retry", status: store.StatusRetry, next: now.Add(r.cfg.RetryBase),
+			reason: "not attempted: hand-off mark failed: " + err.Error()}
+	}
+	return nil
+}
+
+// deliver hands one item to its channel and classifies the result.
+func (r *Runner) deliver(ctx context.Context, it store.OutboxItem, now time.Time) outcome {
+	o := outcome{item: it, result: store.OutboxResult{ID: it.ID, At: now, Attempts: it.Attempts}}
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.DeliverTimeout)
 	defer cancel()
+	check := func(ctx context.Context) error { return r.preSend(ctx, it, now) }
 	var err error
-	if it.Kind == store.KindEvent {
-		err = r.publish(dctx, it)
-	} else if h := r.cfg.Handlers[it.Kind]; h != nil {
-		err = safeDeliver(dctx, h, it)
-	} else {
+	h := r.cfg.Handlers[it.Kind]
+	switch {
+	case it.Kind == store.KindEvent:
+		if err = check(dctx); err == nil {
+			err = r.publish(dctx, it)
+		}
+	case h == nil:
 		err = fmt.Errorf("no handler for outbox kind %q: %w", it.Kind, outbox.ErrPermanent)
+	default:
+		if ch, ok := h.(outbox.CheckedHandler); ok {
+			err = safeDeliver(dctx, it, func(ctx context.Context) error { return ch.DeliverChecked(ctx, it, check) })
+		} else if err = check(dctx); err == nil {
+			err = safeDeliver(dctx, it, func(ctx context.Context) error { return h.Deliver(ctx, it) })
+		}
+	}
+	var ns *notSent
+	if errors.As(err, &ns) {
+		o.class, o.skip = ns.class, ns.class == "lease_lost"
+		o.result.Status, o.result.Error, o.result.NextAt, o.result.Deferred = ns.status, ns.reason, ns.next, ns.deferred
+		return o
 	}
 	r.classify(&o, err, now)
 	return o
 }
 
-func safeDeliver(ctx context.Context, h outbox.Handler, it store.OutboxItem) (err error) {
+func safeDeliver(ctx context.Context, it store.OutboxItem, deliver func(ctx context.Context) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler for %s panicked: %v", it.Kind, p)
 		}
 	}()
-	return h.Deliver(ctx, it)
+	return deliver(ctx)
 }
 
 // emailSuppressed checks the address list and the lead's own status (an
 // unsubscribe applied after the email was queued wins).
 // A lookup failure is returned as an error (the item is retried: never
 // send without the check).
-func (r *Runner) emailSuppressed(ctx context.Context, it store.OutboxItem, list map[string]string) (string, bool, error) {
+func (r *Runner) emailSuppressed(ctx context.Context, it store.OutboxItem) (string, bool, error) {
 	var p outbox.EmailPayload
 	if err := json.Unmarshal(it.Payload, &p); err != nil {
 		return "", false, nil // the handler reports the broken payload
 	}
 	if p.To == "" {
 		return "no_email", true, nil
+	}
+	list, err := r.suppressedAddresses(ctx, []string{p.To})
+	if err != nil {
+		return "", false, err
 	}
 	if reason, ok := list[strings.ToLower(strings.TrimSpace(p.To))]; ok {
 		if reason == "" {
@@ -227,7 +252,12 @@ func (r *Runner) publish(ctx context.Context, it store.OutboxItem) error {
 	if p.Subject == "" {
 		return fmt.Errorf("event %s has no subject: %w", p.ID, outbox.ErrPermanent)
 	}
-	return r.cfg.Publisher.Publish(ctx, p.Subject, p.Data, p.ID)
+	err := r.cfg.Publisher.Publish(ctx, p.Subject, p.Data, p.ID)
+	if errors.Is(err, natsad.ErrTooLarge) {
+		// Over the server's or stream's size limit: no retry can help.
+		return fmt.Errorf("publish event %s: %w: %w", p.ID, err, outbox.ErrPermanent)
+	}
+	return err
 }
 
 // classify applies the retry policy to a delivery error.
@@ -242,22 +272,38 @@ func (r *Runner) classify(o *outcome, err error, now time.Time) {
 		}
 	case outbox.Permanent:
 		o.result.Status, o.result.Error, o.class = store.StatusFailed, err.Error(), "failed"
+		// Only a marketing email's bounce suppresses the address: a
+		// bounced rep notification must not put the rep on the list.
 		var se *outbox.SuppressError
-		if errors.As(err, &se) {
+		if o.item.Kind == store.KindEmail && errors.As(err, &se) {
 			o.suppress = se
 		}
 	default:
+		if until, ok := outbox.DeferUntil(err); ok {
+			// Throttled before any hand-off: wait, not a failure; the
+			// attempt is given back and the wait does not age the item.
+			o.result.Status, o.result.Error, o.class = store.StatusRetry, err.Error(), "deferred"
+			o.result.NextAt, o.result.Deferred = until.UTC(), true
+			if o.result.NextAt.Before(now) {
+				o.result.NextAt = now
+			}
+			return
+		}
 		created := o.item.CreatedAt
 		if created.IsZero() {
 			created = now
 		}
-		if now.Sub(created) >= r.cfg.GiveUp {
+		if now.Sub(created)-o.item.Deferred >= r.cfg.GiveUp {
 			o.result.Status, o.class = store.StatusFailed, "gave_up"
 			o.result.Error = fmt.Sprintf("gave up after %d attempts over %s: %v", o.item.Attempts, now.Sub(created).Round(time.Second), err)
 			return
 		}
 		o.result.Status, o.result.Error, o.class = store.StatusRetry, err.Error(), "retry"
-		o.result.NextAt = now.Add(backoff(o.item.Attempts, r.cfg.RetryBase, r.cfg.RetryMax, r.cfg.Jitter()))
+		wait := backoff(o.item.Attempts, r.cfg.RetryBase, r.cfg.RetryMax, r.cfg.Jitter())
+		if after, ok := outbox.RetryAfter(err); ok && after > wait {
+			wait = after // the receiver asked for at least this long
+		}
+		o.result.NextAt = now.Add(wait)
 	}
 }
 
@@ -268,56 +314,46 @@ type deliveryEntry struct {
 	Attempt   int       `json:"attempt"`
 	Error     string    `json:"error,omitempty"`
 	NextAt    time.Time `json:"next_at,omitzero"`
+	// Stale: the outcome belongs to an attempt that lost its lease and
+	// was claimed again; it was not applied to the outbox row.
+	Stale bool `json:"stale,omitempty"`
 }
 
-// record writes the outcomes: history entries and follow-up events in one
-// transaction, the suppression list, then the outbox rows. A transient
-// store failure is retried for a while: a send that happened must not
-// turn into "unknown" because of a short database blip.
+// record writes the outcomes: the suppression list first (idempotent),
+// then in one transaction the outbox rows (fenced to each claimed
+// attempt), their history entries and follow-up events, so a retry after
+// a partial failure never duplicates entries. A transient store failure
+// is retried for a while: a send that happened must not turn into
+// "unknown" because of a short database blip.
 func (r *Runner) record(ctx context.Context, outcomes []outcome) error {
-	var hist []store.History
 	var follow []store.OutboxItem
-	results := make([]store.OutboxResult, len(outcomes))
-	for i, o := range outcomes {
-		results[i] = o.result
-		r.m.sends.WithLabelValues(o.item.Kind, o.class).Inc()
-		hist = append(hist, store.History{
-			LeadKey: o.item.LeadKey, At: o.result.At, Kind: "delivery",
-			Data: mustJSON(deliveryEntry{Kind: o.item.Kind, DedupeKey: o.item.DedupeKey, Outcome: o.class,
-				Attempt: o.item.Attempts, Error: o.result.Error, NextAt: o.result.NextAt}),
-		})
+	var results []store.OutboxResult
+	for _, o := range outcomes {
+		if o.skip {
+			r.m.sends.WithLabelValues(o.item.Kind, o.class).Inc()
+			r.log.Warn("outbox item not sent: lease lost before hand-off", "lead_id", redact(o.item.LeadKey),
+				"kind", o.item.Kind, "dedupe_key", redact(o.item.DedupeKey), "attempt", o.item.Attempts)
+			continue
+		}
+		results = append(results, o.result)
 		if o.item.Kind == store.KindEmail && o.class == "sent" {
 			if item, ok := r.sentEvent(o.item, o.result.At); ok {
 				follow = append(follow, item)
 			}
 		}
-		level := slog.LevelDebug
-		if o.class == "failed" || o.class == "gave_up" || o.class == "unknown" {
-			level = slog.LevelWarn
-		}
-		if r.log.Enabled(ctx, level) {
-			attrs := []any{"lead_id", redact(o.item.LeadKey), "kind", o.item.Kind,
-				"dedupe_key", redact(o.item.DedupeKey), "outcome", o.class, "attempt", o.item.Attempts}
-			if o.item.Kind == store.KindEmail {
-				var p outbox.EmailPayload
-				if json.Unmarshal(o.item.Payload, &p) == nil {
-					attrs = append(attrs, "sequence", p.Send.Sequence, "step", p.Send.Step)
-				}
-			}
-			if o.result.Error != "" {
-				attrs = append(attrs, "err", redactErr(o.result.Error))
-			}
-			r.log.Log(ctx, level, "outbox delivery", attrs...)
-		}
+	}
+	if len(results) == 0 {
+		return nil
 	}
 	// Keep trying through a database outage of up to a lease (at least
 	// 30s): the outcome is known and must not decay into "unknown". If the
-	// lease ends first, a later "sent" still overwrites the recovery's
-	// "unknown" with the truth.
+	// lease ends first, the fenced completion still records the truth
+	// unless the item was claimed again.
 	deadline := time.Now().Add(max(r.cfg.Lease, 30*time.Second))
+	var stale map[int64]bool
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = r.recordOnce(ctx, hist, follow, outcomes, results)
+		stale, err = r.recordOnce(ctx, follow, outcomes, results)
 		if err == nil || !transient(err) || time.Now().After(deadline) {
 			break
 		}
@@ -331,7 +367,12 @@ func (r *Runner) record(ctx context.Context, outcomes []outcome) error {
 		sleep(ctx, backoff(attempt, 50*time.Millisecond, 2*time.Second, r.cfg.Jitter()))
 	}
 	if err != nil {
-		return fmt.Errorf("record %d outcomes: %w", len(outcomes), err)
+		return fmt.Errorf("record %d outcomes: %w", len(results), err)
+	}
+	for _, o := range outcomes {
+		if !o.skip {
+			r.logOutcome(ctx, o, stale[o.item.ID])
+		}
 	}
 	if len(follow) > 0 {
 		r.signalDispatch()
@@ -339,17 +380,39 @@ func (r *Runner) record(ctx context.Context, outcomes []outcome) error {
 	return nil
 }
 
-func (r *Runner) recordOnce(ctx context.Context, hist []store.History, follow []store.OutboxItem, outcomes []outcome, results []store.OutboxResult) error {
-	if err := r.st.InTx(ctx, func(ctx context.Context, tx store.Tx) error {
-		if err := tx.AppendHistory(ctx, hist); err != nil {
-			return err
-		}
-		return tx.Enqueue(ctx, follow)
-	}); err != nil {
-		return err
+func (r *Runner) logOutcome(ctx context.Context, o outcome, stale bool) {
+	r.m.sends.WithLabelValues(o.item.Kind, o.class).Inc()
+	level := slog.LevelDebug
+	if o.class == "failed" || o.class == "gave_up" || o.class == "unknown" || stale {
+		level = slog.LevelWarn
 	}
+	if !r.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []any{"lead_id", redact(o.item.LeadKey), "kind", o.item.Kind,
+		"dedupe_key", redact(o.item.DedupeKey), "outcome", o.class, "attempt", o.item.Attempts}
+	if stale {
+		attrs = append(attrs, "stale", true)
+	}
+	if o.item.Kind == store.KindEmail {
+		var p outbox.EmailPayload
+		if json.Unmarshal(o.item.Payload, &p) == nil {
+			attrs = append(attrs, "sequence", p.Send.Sequence, "step", p.Send.Step)
+		}
+	}
+	if o.result.Error != "" {
+		attrs = append(attrs, "err", redactErr(o.result.Error))
+	}
+	msg := "outbox delivery"
+	if stale {
+		msg = "outbox delivery of a superseded attempt: not applied (the item was claimed again)"
+	}
+	r.log.Log(ctx, level, msg, attrs...)
+}
+
+func (r *Runner) recordOnce(ctx context.Context, follow []store.OutboxItem, outcomes []outcome, results []store.OutboxResult) (map[int64]bool, error) {
 	for _, o := range outcomes {
-		if o.suppress == nil {
+		if o.suppress == nil || o.skip {
 			continue
 		}
 		email := o.suppress.Email
@@ -363,10 +426,36 @@ func (r *Runner) recordOnce(ctx context.Context, hist []store.History, follow []
 			continue
 		}
 		if err := r.st.Suppress(ctx, email, o.suppress.Reason, o.result.At); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return r.st.CompleteOutbox(ctx, results)
+	var stale map[int64]bool
+	err := r.st.InTx(ctx, func(ctx context.Context, tx store.Tx) error {
+		notApplied, err := tx.CompleteOutbox(ctx, results)
+		if err != nil {
+			return err
+		}
+		stale = make(map[int64]bool, len(notApplied))
+		for _, id := range notApplied {
+			stale[id] = true
+		}
+		hist := make([]store.History, 0, len(results))
+		for _, o := range outcomes {
+			if o.skip {
+				continue
+			}
+			hist = append(hist, store.History{
+				LeadKey: o.item.LeadKey, At: o.result.At, Kind: "delivery",
+				Data: mustJSON(deliveryEntry{Kind: o.item.Kind, DedupeKey: o.item.DedupeKey, Outcome: o.class,
+					Attempt: o.item.Attempts, Error: o.result.Error, NextAt: o.result.NextAt, Stale: stale[o.item.ID]}),
+			})
+		}
+		if err := tx.AppendHistory(ctx, hist); err != nil {
+			return err
+		}
+		return tx.Enqueue(ctx, follow)
+	})
+	return stale, err
 }
 
 // sentEvent is the nurture.email.sent event of a delivered email; its id
@@ -386,30 +475,53 @@ func (r *Runner) sentEvent(it store.OutboxItem, at time.Time) (store.OutboxItem,
 	return r.eventItem(it.LeadKey, SubjectEmailSent, ev, at)
 }
 
-// RecoverLeasesOnce settles outbox items whose lease expired while sending
-// (their worker died mid hand-off): emails become unknown (or are retried
-// when ResendUnknown is set), other kinds are retried at once since their
-// receivers dedupe. It returns how many items it settled.
+// RecoverLeasesOnce settles, in one store statement, outbox items whose
+// lease expired while sending (their worker died or stalled): emails that
+// were handed off become unknown (or are retried when ResendUnknown is
+// set); items never handed off, and other kinds (whose receivers dedupe),
+// are retried at once. It returns how many items it settled.
 func (r *Runner) RecoverLeasesOnce(ctx context.Context, now time.Time) (int, error) {
 	now = now.UTC()
-	items, err := r.st.ExpiredLeases(ctx, now, 500)
+	var unknownKinds []string
+	if !r.cfg.ResendUnknown {
+		unknownKinds = []string{store.KindEmail}
+	}
+	items, err := r.st.RecoverLeases(ctx, store.RecoverParams{Now: now, Limit: 500, UnknownKinds: unknownKinds})
 	if err != nil {
 		return 0, fmt.Errorf("recover leases: %w", err)
 	}
 	if len(items) == 0 {
 		return 0, nil
 	}
-	outcomes := make([]outcome, len(items))
+	hist := make([]store.History, len(items))
 	for i, it := range items {
-		o := outcome{item: it, result: store.OutboxResult{ID: it.ID, At: now}}
-		if it.Kind == store.KindEmail && !r.cfg.ResendUnknown {
-			o.result.Status, o.class = store.StatusUnknown, "unknown"
-			o.result.Error = "lease expired while sending: the worker stopped after handing the email off; not resent"
-		} else {
-			o.result.Status, o.class, o.result.NextAt = store.StatusRetry, "retry", now
-			o.result.Error = "lease expired while sending; retrying"
+		class := "retry"
+		if it.Status == store.StatusUnknown {
+			class = "unknown"
 		}
-		outcomes[i] = o
+		o := outcome{item: it, class: class, result: store.OutboxResult{ID: it.ID, At: now, Status: it.Status, Error: it.LastError, NextAt: it.NextAttemptAt}}
+		if class == "unknown" {
+			o.result.NextAt = time.Time{}
+		}
+		r.logOutcome(ctx, o, false)
+		hist[i] = store.History{LeadKey: it.LeadKey, At: now, Kind: "delivery",
+			Data: mustJSON(deliveryEntry{Kind: it.Kind, DedupeKey: it.DedupeKey, Outcome: class,
+				Attempt: it.Attempts, Error: it.LastError, NextAt: o.result.NextAt})}
 	}
-	return len(items), r.record(ctx, outcomes)
+	// The items are settled; their timeline entries follow (retried
+	// through a short blip; lost, not duplicated, if the process dies in
+	// between).
+	deadline := time.Now().Add(30 * time.Second)
+	for attempt := 1; ; attempt++ {
+		err = r.st.InTx(ctx, func(ctx context.Context, tx store.Tx) error { return tx.AppendHistory(ctx, hist) })
+		if err == nil || !transient(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		sleep(ctx, backoff(attempt, 50*time.Millisecond, 2*time.Second, r.cfg.Jitter()))
+	}
+	if err != nil {
+		return len(items), fmt.Errorf("recover leases: history of %d items: %w", len(items), err)
+	}
+	r.signalDispatch()
+	return len(items), nil
 }

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,6 +110,9 @@ func (r *Runner) ProcessBatch(ctx context.Context, msgs []Msg) error {
 	for i, m := range msgs {
 		batch[i] = &inMsg{msg: m}
 		batch[i].ev, batch[i].parseErr = cloudevent.Parse(m.Data())
+		if batch[i].parseErr == nil {
+			batch[i].parseErr = checkStorable(batch[i].ev)
+		}
 	}
 	r.m.batchSize.Observe(float64(len(batch)))
 	defer func() { r.m.ingestDuration.Observe(time.Since(start).Seconds()) }()
@@ -165,22 +169,92 @@ func (r *Runner) processPart(ctx context.Context, batch []*inMsg) error {
 		return err
 	}
 	if len(batch) == 1 {
-		r.deadLetterAlone(ctx, batch[0], err)
-		return nil
+		return r.failAlone(ctx, batch[0], err)
 	}
 	r.log.Warn("batch failed; applying its messages one by one", "err", redactErr(err), "messages", len(batch))
 	var errs []error
 	for _, m := range batch {
 		fresh := &inMsg{msg: m.msg, ev: m.ev, parseErr: m.parseErr}
 		if err := r.applyAndAck(ctx, []*inMsg{fresh}); err != nil {
-			if transient(err) {
-				errs = append(errs, err)
-				continue
+			if !transient(err) {
+				err = r.failAlone(ctx, fresh, err)
 			}
-			r.deadLetterAlone(ctx, fresh, err)
+			if err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// inputError reports whether err is the input's fault, so that retrying
+// the same event can never help: it is not a CloudEvent, the engine
+// refuses it, or the database refuses one of its values.
+func inputError(err error) bool {
+	return errors.Is(err, cloudevent.ErrInvalid) || errors.Is(err, engine.ErrInvalidEvent) ||
+		errors.Is(err, store.ErrInvalidData)
+}
+
+// failAlone settles a message whose own transaction failed with an error
+// that is not transient. An input error is dead-lettered at once. Anything
+// else (a bug, a schema problem, a constraint) may be the system's fault,
+// so the message is nakked with backoff and kept until its
+// DeadLetterAfter-th delivery, then dead-lettered with the reason: a valid
+// event is never dropped because the database misbehaved for a while.
+// It returns cause when the message was nakked.
+func (r *Runner) failAlone(ctx context.Context, m *inMsg, cause error) error {
+	if inputError(cause) {
+		r.deadLetterAlone(ctx, m, cause)
+		return nil
+	}
+	if n := int(m.msg.NumDelivered()); n >= r.cfg.DeadLetterAfter {
+		r.deadLetterAlone(ctx, m, fmt.Errorf("gave up after %d deliveries: %w", n, cause))
+		return nil
+	}
+	r.nakAll([]*inMsg{m}, cause)
+	return cause
+}
+
+// checkStorable rejects events holding what the database cannot store: a
+// NUL character (\u0000) in any string, which PostgreSQL refuses in text
+// and jsonb values. Rejected here, before any lead is locked or created,
+// the event is dead-lettered instead of failing its batch.
+func checkStorable(ev *engine.Event) error {
+	bad := func(field string) error {
+		return fmt.Errorf("%w: %s contains a NUL character (\\u0000), which the database cannot store", cloudevent.ErrInvalid, field)
+	}
+	switch {
+	case strings.IndexByte(ev.Lead, 0) >= 0:
+		return bad("subject")
+	case strings.IndexByte(ev.Email, 0) >= 0:
+		return bad("email")
+	case hasNUL(ev.Traits):
+		return bad("traits")
+	case hasNUL(ev.Properties):
+		return bad("properties")
+	}
+	return nil
+}
+
+// hasNUL reports whether v (decoded JSON) holds a string or key with a NUL.
+func hasNUL(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.IndexByte(x, 0) >= 0
+	case map[string]any:
+		for k, e := range x {
+			if strings.IndexByte(k, 0) >= 0 || hasNUL(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if hasNUL(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // applyAndAck runs the batch transaction and settles the messages.

@@ -219,10 +219,9 @@ func (b *bundle) countEvents(t *testing.T, lead string) int {
 	return n
 }
 
-// TestEventTheDatabaseRefuses: PostgreSQL's jsonb cannot hold \u0000, so
-// the batch transaction fails for good; the runner retries the batch one
-// message at a time, dead-letters the one that fails alone and applies the
-// rest.
+// TestEventTheDatabaseRefuses: PostgreSQL cannot hold \u0000 in text or
+// jsonb, so the runner rejects such an event before its batch transaction:
+// it is dead-lettered, no lead is created for it, and the rest apply.
 func TestEventTheDatabaseRefuses(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -235,7 +234,9 @@ func TestEventTheDatabaseRefuses(t *testing.T) {
 	dls := b.deadLetters(t)
 	require.Len(t, dls, 1)
 	require.Equal(t, "nul-1", dls[0].EventID)
-	t.Logf("dead letter reason: %s", dls[0].Reason)
+	require.Contains(t, dls[0].Reason, "NUL")
+	_, err := b.st.Lead(context.Background(), "lead-bad")
+	require.ErrorIs(t, err, store.ErrNotFound, "no empty lead row for a dead-lettered event")
 	require.InDelta(t, 10, b.lead(t, "lead-1").Score.Value, 0.001)
 	require.InDelta(t, 10, b.lead(t, "lead-2").Score.Value, 0.001)
 	n, err := r.IngestOnce(context.Background())

@@ -145,7 +145,17 @@ type Config struct {
 	// IngestParallel splits each fetched batch by lead into this many
 	// concurrent transactions (2; 1 = one transaction per batch).
 	IngestParallel int
-	NakDelay       time.Duration // first redelivery delay after a transient error (1s; doubles per delivery, max 1m)
+	NakDelay       time.Duration // first redelivery delay after a failed apply (1s; doubles per delivery, max 1m)
+	// DeadLetterAfter: an event whose apply keeps failing with an error
+	// that is neither transient nor caused by the input (a bug, a schema
+	// problem) is nakked with backoff and dead-lettered on this delivery
+	// (20, about 15 minutes of retries). Input errors are dead-lettered at
+	// once; transient ones are retried for as long as it takes.
+	DeadLetterAfter int
+	// MaxDeliver is the consumer's cap on deliveries (0 or -1: none). When
+	// set, events are dead-lettered no later than their last delivery, so
+	// JetStream never drops an event nobody recorded.
+	MaxDeliver int
 
 	// Timers.
 	SweepInterval time.Duration // how often sweeps run (1s)
@@ -153,11 +163,18 @@ type Config struct {
 	// SweepParallel sweep transactions run side by side (2).
 	SweepParallel int
 	// TickRetry is how long a lead whose tick failed waits before the
-	// next try (5m).
-	TickRetry time.Duration
+	// next try (5m); it doubles per consecutive failure up to TickRetryMax
+	// (24h). Each failure is dead-lettered with its count.
+	TickRetry    time.Duration
+	TickRetryMax time.Duration
+	// StreamMaxAge is how long the LEADS stream keeps messages. A consumer
+	// created anew (DeliverAll) replays everything the stream holds, so
+	// processed event ids must outlive it.
+	StreamMaxAge time.Duration
 	// EventRetention is how long processed event ids are kept for
-	// deduplication (7 days; never less than the stream's duplicate
-	// window). PruneInterval is how often old ids are pruned (10m).
+	// deduplication (default: the longer of 7 days and StreamMaxAge plus
+	// RetentionMargin; validated to be at least StreamMaxAge plus
+	// RetentionMargin). PruneInterval is how often old ids are pruned (10m).
 	EventRetention time.Duration
 	PruneInterval  time.Duration
 	// LeaseCheckInterval: how often expired outbox leases are recovered
@@ -166,10 +183,11 @@ type Config struct {
 	LagInterval        time.Duration
 
 	// Dispatch.
-	// DispatchBatch is how many outbox items one claim leases (default 4
-	// per worker: 32). Items claimed by a process that dies are marked
-	// unknown when their lease ends, whether or not they were handed off,
-	// so this also bounds what one crash can leave unknown.
+	// DispatchBatch caps how many outbox items one claim leases (default
+	// 4 per worker: 32); a claim never takes more than DispatchWorkers, so
+	// every claimed item starts at once. Items whose lease ends are
+	// retried unless they were handed off (then emails become unknown), so
+	// a crash leaves at most DispatchWorkers emails unknown.
 	DispatchBatch   int
 	DispatchWorkers int           // concurrent deliveries (8)
 	DispatchPoll    time.Duration // idle poll interval (250ms)
@@ -212,13 +230,21 @@ func (c *Config) setDefaults() {
 		c.Source = "nurture"
 	}
 	defInt(&c.BatchSize, 500)
+	defInt(&c.DeadLetterAfter, 20)
+	if c.MaxDeliver > 0 && c.DeadLetterAfter > c.MaxDeliver {
+		c.DeadLetterAfter = c.MaxDeliver
+	}
 	defInt(&c.IngestParallel, 2)
 	def(&c.NakDelay, time.Second)
 	def(&c.SweepInterval, time.Second)
 	defInt(&c.SweepBatch, 500)
 	defInt(&c.SweepParallel, 2)
 	def(&c.TickRetry, 5*time.Minute)
-	def(&c.EventRetention, 7*24*time.Hour)
+	def(&c.TickRetryMax, 24*time.Hour)
+	if c.TickRetryMax < c.TickRetry {
+		c.TickRetryMax = c.TickRetry
+	}
+	def(&c.EventRetention, max(7*24*time.Hour, c.StreamMaxAge+RetentionMargin))
 	def(&c.PruneInterval, 10*time.Minute)
 	def(&c.LeaseCheckInterval, 10*time.Second)
 	def(&c.LagInterval, 5*time.Second)
@@ -253,11 +279,20 @@ func (c *Config) validate() error {
 		}
 		seen[name] = true
 	}
+	if c.StreamMaxAge > 0 && c.EventRetention < c.StreamMaxAge+RetentionMargin {
+		errs = append(errs, fmt.Errorf("event retention %s must be at least the stream max age %s plus %s: "+
+			"a replayed event whose id was pruned would apply twice", c.EventRetention, c.StreamMaxAge, RetentionMargin))
+	}
 	if c.Lease < 2*c.DeliverTimeout {
 		errs = append(errs, fmt.Errorf("lease %s must be at least twice the delivery timeout %s", c.Lease, c.DeliverTimeout))
 	}
 	return errors.Join(errs...)
 }
+
+// RetentionMargin is how much longer than the stream's max age processed
+// event ids are kept (clock skew between NATS, workers and the database,
+// redeliveries in flight when a message expires).
+const RetentionMargin = 24 * time.Hour
 
 func (ch Channel) name() string {
 	if ch.Name == "" {

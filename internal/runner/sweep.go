@@ -120,10 +120,12 @@ func (r *Runner) sweepBatch(ctx context.Context, tx store.Tx, now time.Time) (*w
 		t := res[i]
 		if t.err != nil {
 			// The engine is deterministic: the same tick would fail
-			// again at once. Record it and look again after TickRetry.
-			l.NextRunAt = now.Add(r.cfg.TickRetry)
+			// again at once. Record it and look again later, backing
+			// off while it keeps failing.
+			delay := r.tickFailed(l, now)
 			if err := tx.DeadLetter(ctx, store.DeadLetter{
-				At: now, Subject: "tick", EventID: "tick:" + l.Key, Reason: t.err.Error(),
+				At: now, Subject: "tick", EventID: "tick:" + l.Key,
+				Reason: fmt.Sprintf("%v (failure %d; next try in %s)", t.err, l.TickFailures, delay),
 			}); err != nil {
 				return nil, nil, err
 			}
@@ -133,7 +135,9 @@ func (r *Runner) sweepBatch(ctx context.Context, tx store.Tx, now time.Time) (*w
 			// A tick must move the lead's timer forward; if it did
 			// not, firing again now would loop forever.
 			r.log.Error("tick left the lead due; retrying later", "lead_id", redact(l.Key))
-			l.NextRunAt = now.Add(r.cfg.TickRetry)
+			r.tickFailed(l, now)
+		} else {
+			l.TickFailures = 0
 		}
 		r.addEffects(w, l, "", now, t.effects)
 	}
@@ -147,6 +151,18 @@ func (r *Runner) sweepBatch(ctx context.Context, tx store.Tx, now time.Time) (*w
 		return nil, nil, err
 	}
 	return w, res, nil
+}
+
+// tickFailed counts a failed tick of l and moves its timer to the next
+// try: TickRetry, doubling per consecutive failure, at most TickRetryMax.
+func (r *Runner) tickFailed(l *engine.Lead, now time.Time) time.Duration {
+	l.TickFailures++
+	delay := r.cfg.TickRetryMax
+	if n := l.TickFailures - 1; n < 32 && r.cfg.TickRetry<<n < r.cfg.TickRetryMax && r.cfg.TickRetry<<n > 0 {
+		delay = r.cfg.TickRetry << n
+	}
+	l.NextRunAt = now.Add(delay)
+	return delay
 }
 
 func (r *Runner) passTicks(leads []*engine.Lead, desk *engine.Desk, now time.Time) ([]tickResult, bool) {

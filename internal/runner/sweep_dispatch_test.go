@@ -195,17 +195,33 @@ func TestDispatchSkipsUnsubscribedLead(t *testing.T) {
 
 func TestExpiredLeases(t *testing.T) {
 	t.Parallel()
-	for _, resend := range []bool{false, true} {
-		t.Run(fmt.Sprintf("resend=%v", resend), func(t *testing.T) {
+	tests := []struct {
+		name      string
+		resend    bool
+		handedOff bool
+		want      string
+		sends     int
+	}{
+		// A worker handed the email off and died: counted, not resent.
+		{"handed off", false, true, store.StatusUnknown, 0},
+		{"handed off, resend unknown", true, true, store.StatusSent, 1},
+		// A worker claimed it and died (or stalled) before the hand-off:
+		// nothing left the building, so it is retried and sent.
+		{"never handed off", false, false, store.StatusSent, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
-			r := b.runner(t, func(c *runner.Config) { c.ResendUnknown = resend })
+			r := b.runner(t, func(c *runner.Config) { c.ResendUnknown = tc.resend })
 			enqueueEmails(t, b, r, "lead-1")
 			ctx := context.Background()
-			// A worker claims the email and dies mid hand-off.
 			claimed, err := b.st.ClaimOutbox(ctx, store.ClaimParams{Now: t0, Limit: 10, Lease: time.Minute, Kinds: []string{store.KindEmail}})
 			require.NoError(t, err)
 			require.Len(t, claimed, 1)
+			if tc.handedOff {
+				require.NoError(t, b.st.HandOff(ctx, claimed[0].ID, claimed[0].Attempts, t0, time.Minute))
+			}
 
 			n, err := r.RecoverLeasesOnce(ctx, t0.Add(59*time.Second))
 			require.NoError(t, err)
@@ -215,13 +231,19 @@ func TestExpiredLeases(t *testing.T) {
 			require.Equal(t, 1, n)
 			dispatchAll(t, r, t0.Add(2*time.Minute))
 			mails := b.outbox(t, store.KindEmail, "lead-1")
-			if resend {
-				require.Equal(t, store.StatusSent, mails[0].Status)
-				require.Equal(t, 1, b.mail.total())
-			} else {
-				require.Equal(t, store.StatusUnknown, mails[0].Status)
-				require.Zero(t, b.mail.total(), "unknown outcome is counted, not resent")
+			require.Equal(t, tc.want, mails[0].Status)
+			require.Equal(t, tc.sends, b.mail.total())
+			// The stalled worker's late outcome never overwrites a newer
+			// attempt; with no newer attempt (unknown), it is the truth.
+			late := store.OutboxResult{ID: claimed[0].ID, Attempts: claimed[0].Attempts, Status: store.StatusSent, At: t0.Add(3 * time.Minute)}
+			err = b.st.CompleteOutbox(ctx, []store.OutboxResult{late})
+			if tc.want == store.StatusUnknown {
+				require.NoError(t, err)
+				require.Equal(t, store.StatusSent, b.outbox(t, store.KindEmail, "lead-1")[0].Status)
+				return
 			}
+			require.ErrorIs(t, err, store.ErrStale)
+			require.Equal(t, tc.want, b.outbox(t, store.KindEmail, "lead-1")[0].Status)
 		})
 	}
 }

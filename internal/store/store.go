@@ -27,6 +27,14 @@ var (
 	ErrTransient = errors.New("transient store error")
 	// ErrSchemaBehind: the database schema is older than this binary.
 	ErrSchemaBehind = errors.New("database schema is behind: run `nurture migrate`")
+	// ErrInvalidData marks a value the database refuses to hold (a data
+	// exception: a string it cannot store, a number out of range). Retrying
+	// the same input cannot help; the runtime dead-letters the input.
+	ErrInvalidData = errors.New("data the database refuses")
+	// ErrStale: an outbox outcome or hand-off belongs to an attempt that
+	// is no longer the item's current one (its lease expired and the item
+	// was recovered or claimed again). It was not applied.
+	ErrStale = errors.New("stale outbox attempt")
 )
 
 // Store is a database holding Nurture's state.
@@ -63,6 +71,10 @@ type Tx interface {
 	SaveDesk(ctx context.Context, d *engine.Desk) error
 	// Suppressed returns the subset of addresses on the suppression list.
 	Suppressed(ctx context.Context, emails []string) (map[string]string, error)
+	// CompleteOutbox records outcomes of claimed items in this
+	// transaction, fenced like Outbox.CompleteOutbox; it returns the ids
+	// whose outcome was not applied (stale attempt or no such item).
+	CompleteOutbox(ctx context.Context, results []OutboxResult) (notApplied []int64, err error)
 }
 
 // Outbox is the dispatcher's view of the outbox.
@@ -72,8 +84,24 @@ type Outbox interface {
 	// items others hold, and marks them sending. Items whose lease expired
 	// while sending are returned by ExpiredLeases, not here.
 	ClaimOutbox(ctx context.Context, p ClaimParams) ([]OutboxItem, error)
-	// CompleteOutbox records the outcomes of claimed items.
+	// CompleteOutbox records the outcomes of claimed items. A result with
+	// Attempts > 0 is fenced: it applies only while the item is still on
+	// that attempt (not claimed again since) and not already final
+	// (sending, or settled by RecoverLeases as retry/unknown, whose truth
+	// it then records); otherwise it is not applied and reported with
+	// ErrStale. Unknown ids are reported with ErrNotFound.
 	CompleteOutbox(ctx context.Context, results []OutboxResult) error
+	// HandOff marks a claimed item handed off (about to reach its
+	// receiver) on attempt attempts and renews its lease to now+lease. It
+	// returns ErrStale when the item is no longer sending on that
+	// attempt: the caller must not deliver it.
+	HandOff(ctx context.Context, id int64, attempts int, now time.Time, lease time.Duration) error
+	// RecoverLeases settles, in one statement, up to p.Limit items whose
+	// lease ended before p.Now while sending: items of p.UnknownKinds
+	// that were handed off become unknown; all others (never handed off,
+	// or of other kinds) become retry due at p.Now. It returns them with
+	// their new status (HandedAt tells which were handed off).
+	RecoverLeases(ctx context.Context, p RecoverParams) ([]OutboxItem, error)
 	// ExpiredLeases returns items stuck in sending whose lease ended before
 	// now (their worker died mid hand-off), up to limit.
 	ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error)
@@ -157,6 +185,18 @@ type OutboxItem struct {
 	LastError     string
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// HandedAt is when the current attempt was handed off (zero: not yet).
+	HandedAt time.Time
+	// Deferred is the total time throttles deferred the item (not counted
+	// towards giving up).
+	Deferred time.Duration
+}
+
+// RecoverParams selects expired leases to settle.
+type RecoverParams struct {
+	Now          time.Time
+	Limit        int
+	UnknownKinds []string // handed-off items of these kinds become unknown
 }
 
 // ClaimParams selects outbox items to lease.
@@ -174,6 +214,13 @@ type OutboxResult struct {
 	Error  string    // reason for failure / retry
 	NextAt time.Time // for StatusRetry
 	At     time.Time // when the outcome was recorded
+	// Attempts is the claimed item's Attempts: it fences the completion
+	// to that attempt (0: not fenced).
+	Attempts int
+	// Deferred (with StatusRetry): a throttle deferred the item before
+	// any hand-off: the attempt is not counted and NextAt-At is added to
+	// the item's Deferred time.
+	Deferred bool
 }
 
 // OutboxFilter narrows ListOutbox.

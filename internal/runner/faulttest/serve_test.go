@@ -143,6 +143,9 @@ func TestServeSIGKILLMidBatch(t *testing.T) {
 	sent := d.int(`SELECT count(*) FROM outbox WHERE kind = 'email' AND status = 'sent'`)
 	unknown := d.int(`SELECT count(*) FROM outbox WHERE kind = 'email' AND status = 'unknown'`)
 	require.Equal(t, leads, sent+unknown, "every email sent or (killed mid hand-off) unknown")
+	require.Zero(t, d.int(`SELECT count(*) FROM outbox WHERE kind = 'email' AND status = 'unknown' AND handed_at IS NULL`),
+		"claimed but never handed off: retried and sent, never unknown")
+	require.LessOrEqual(t, unknown, 3*8, "at most kills × DispatchWorkers emails in flight")
 
 	// What arrived: never the same step email twice.
 	perID := map[string]int{}
