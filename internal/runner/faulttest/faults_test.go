@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nurture-oss/nurture/adapters/nats"
@@ -232,17 +233,18 @@ func publish(t *testing.T, pub *nats.Publisher, evs []*engine.Event) {
 	}
 }
 
-// db is the test's own view of the database.
+// db is the test's own view of the database: a pool, so that it
+// reconnects when a test restarts the server.
 type db struct {
 	t    *testing.T
-	conn *pgx.Conn
+	conn *pgxpool.Pool
 }
 
 func openDB(t *testing.T, dbURL string) *db {
-	conn, err := pgx.Connect(context.Background(), dbURL)
+	pool, err := pgxpool.New(context.Background(), dbURL)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	return &db{t: t, conn: conn}
+	t.Cleanup(pool.Close)
+	return &db{t: t, conn: pool}
 }
 
 func (d *db) int(q string, args ...any) int {
