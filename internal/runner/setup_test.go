@@ -2,18 +2,13 @@ package runner_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -24,56 +19,17 @@ import (
 	"github.com/nurture-oss/nurture/internal/outbox"
 	"github.com/nurture-oss/nurture/internal/runner"
 	"github.com/nurture-oss/nurture/internal/store"
+	"github.com/nurture-oss/nurture/internal/testdb"
 )
-
-const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
-func adminURL() string {
-	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return defaultDatabaseURL
-}
 
 // testDatabase creates a uniquely named, migrated database for tb and drops
 // it when tb ends. It fails (not skips) when PostgreSQL is unreachable,
 // unless -short is given.
 func testDatabase(tb testing.TB) string {
 	tb.Helper()
-	if testing.Short() {
-		tb.Skip("PostgreSQL tests skipped with -short")
-	}
-	admin := adminURL()
+	dbURL := testdb.New(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		tb.Fatalf("PostgreSQL unreachable at TEST_DATABASE_URL (default %s): %v\n"+
-			"start PostgreSQL or set TEST_DATABASE_URL; use -short to skip", defaultDatabaseURL, err)
-	}
-	defer conn.Close(ctx)
-	var buf [6]byte
-	_, _ = rand.Read(buf[:])
-	name := "nurture_runner_" + hex.EncodeToString(buf[:])
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	require.NoError(tb, err)
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			tb.Errorf("drop test database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			tb.Errorf("drop test database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	require.NoError(tb, err)
-	u.Path = "/" + name
-	dbURL := u.String()
 	st, err := postgres.Open(ctx, dbURL)
 	require.NoError(tb, err)
 	defer st.Close()

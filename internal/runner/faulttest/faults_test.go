@@ -2,8 +2,6 @@ package faulttest_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -20,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -28,6 +25,7 @@ import (
 	"github.com/nurture-oss/nurture/adapters/nats/natstest"
 	"github.com/nurture-oss/nurture/adapters/postgres"
 	"github.com/nurture-oss/nurture/engine"
+	"github.com/nurture-oss/nurture/internal/testdb"
 )
 
 var workerBin string
@@ -56,51 +54,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
 // testDatabase creates a migrated database for tb (dropped at the end).
 func testDatabase(tb testing.TB) string {
 	tb.Helper()
-	if testing.Short() {
-		tb.Skip("process fault tests skipped with -short")
-	}
-	admin := os.Getenv("TEST_DATABASE_URL")
-	if admin == "" {
-		admin = defaultDatabaseURL
-	}
+	dbURL := testdb.New(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		tb.Fatalf("PostgreSQL unreachable at TEST_DATABASE_URL (default %s): %v", defaultDatabaseURL, err)
-	}
-	defer conn.Close(ctx)
-	var buf [6]byte
-	_, _ = rand.Read(buf[:])
-	name := "nurture_fault_" + hex.EncodeToString(buf[:])
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	require.NoError(tb, err)
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			tb.Errorf("drop %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			tb.Errorf("drop %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	require.NoError(tb, err)
-	u.Path = "/" + name
-	st, err := postgres.Open(ctx, u.String())
+	st, err := postgres.Open(ctx, dbURL)
 	require.NoError(tb, err)
 	defer st.Close()
 	require.NoError(tb, st.Migrate(ctx))
-	return u.String()
+	return dbURL
 }
 
 // sink is the email receiver: it counts deliveries per dedupe key.
