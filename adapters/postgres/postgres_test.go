@@ -2,67 +2,23 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nurture-oss/nurture/adapters/postgres"
 	"github.com/nurture-oss/nurture/internal/store"
 	"github.com/nurture-oss/nurture/internal/store/storetest"
+	"github.com/nurture-oss/nurture/internal/testdb"
 )
-
-const defaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
 // testURL creates a uniquely named database for t, drops it when t ends,
 // and returns its URL. It fails (not skips) when the server is unreachable,
 // unless -short is given.
 func testURL(tb testing.TB) string {
 	tb.Helper()
-	if testing.Short() {
-		tb.Skip("PostgreSQL tests skipped with -short")
-	}
-	admin := os.Getenv("TEST_DATABASE_URL")
-	if admin == "" {
-		admin = defaultURL
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		tb.Fatalf("PostgreSQL unreachable at TEST_DATABASE_URL (default %s): %v\n"+
-			"start PostgreSQL or set TEST_DATABASE_URL; use -short to skip database tests", defaultURL, err)
-	}
-	defer conn.Close(ctx)
-	var buf [6]byte
-	_, _ = rand.Read(buf[:])
-	name := "nurture_test_" + hex.EncodeToString(buf[:])
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		tb.Fatalf("create test database: %v", err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			tb.Errorf("drop test database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			tb.Errorf("drop test database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	require.NoError(tb, err)
-	u.Path = "/" + name
-	return u.String()
+	return testdb.New(tb)
 }
 
 // inspected adds storetest.Inspector to the store.

@@ -2,55 +2,19 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nurture-oss/nurture/internal/store"
+	"github.com/nurture-oss/nurture/internal/testdb"
 )
 
 // scratchURL creates a database for t (dropped at the end).
 func scratchURL(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("PostgreSQL tests skipped with -short")
-	}
-	admin := os.Getenv("TEST_DATABASE_URL")
-	if admin == "" {
-		admin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	ctx := t.Context()
-	conn, err := pgx.Connect(ctx, admin)
-	require.NoError(t, err, "PostgreSQL unreachable at TEST_DATABASE_URL; use -short to skip database tests")
-	defer conn.Close(ctx)
-	var buf [6]byte
-	_, _ = rand.Read(buf[:])
-	name := "nurture_test_" + hex.EncodeToString(buf[:])
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			t.Errorf("drop %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	return u.String()
+	return testdb.New(t)
 }
 
 // TestTransientOnKilledConnection: a transaction whose server backend is
