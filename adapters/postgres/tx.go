@@ -18,46 +18,13 @@ import (
 // tx is store.Tx on one pgx transaction.
 type tx struct {
 	tx pgx.Tx
-	// seen holds, per lead loaded in this transaction, the mirrored columns
-	// of its enrollments as loaded (or last saved), so SaveLeads writes
-	// only the enrollment rows that changed.
-	seen map[string]map[string]enrollRow
+	// mirror holds the enrollment rows of the leads loaded in this
+	// transaction, so SaveLeads writes only the rows that changed.
+	mirror store.Mirror
 	// created holds the now of leads this transaction created, so a second
 	// LockLeads of such a lead (still unsaved, NULL document) returns
 	// exactly engine.NewLead(key, now) again.
 	created map[string]time.Time
-}
-
-// enrollRow is the part of an enrollment mirrored into the enrollments table.
-type enrollRow struct {
-	Sequence, Version, Step, Status, Reason string
-	NextRunAt, StartedAt, EndedAt           time.Time
-}
-
-func rowOf(e *engine.Enrollment) enrollRow {
-	return enrollRow{
-		Sequence: e.Sequence, Version: e.Version, Step: e.Step, Status: string(e.Status), Reason: e.Reason,
-		NextRunAt: e.NextRunAt, StartedAt: e.StartedAt, EndedAt: e.EndedAt,
-	}
-}
-
-func (a enrollRow) equal(b enrollRow) bool {
-	return a.Sequence == b.Sequence && a.Version == b.Version && a.Step == b.Step &&
-		a.Status == b.Status && a.Reason == b.Reason && a.NextRunAt.Equal(b.NextRunAt) &&
-		a.StartedAt.Equal(b.StartedAt) && a.EndedAt.Equal(b.EndedAt)
-}
-
-func (t *tx) remember(l *engine.Lead) {
-	if t.seen == nil {
-		t.seen = make(map[string]map[string]enrollRow)
-	}
-	m := make(map[string]enrollRow, len(l.Enrollments))
-	for _, e := range l.Enrollments {
-		if e != nil {
-			m[e.ID] = rowOf(e)
-		}
-	}
-	t.seen[l.Key] = m
 }
 
 // decodeLead decodes a lead's document; a NULL document is a lead created
@@ -139,7 +106,7 @@ func (t *tx) LockLeads(ctx context.Context, keys []string, now time.Time) (map[s
 		}
 	}
 	for _, l := range out {
-		t.remember(l)
+		t.mirror.Remember(l)
 	}
 	if len(out) != len(keys) {
 		return nil, fmt.Errorf("%s: locked %d of %d leads", op, len(out), len(keys))
@@ -223,7 +190,7 @@ func (t *tx) ClaimDueLeads(ctx context.Context, now time.Time, limit int) ([]*en
 		return nil, err
 	}
 	for _, l := range out {
-		t.remember(l)
+		t.mirror.Remember(l)
 	}
 	return out, nil
 }
@@ -296,26 +263,12 @@ func (t *tx) SaveLeads(ctx context.Context, leads []*engine.Lead) error {
 			updated[i] = ts(l.UpdatedAt)
 		}
 
-		prev, known := t.seen[k]
-		cur := make(map[string]enrollRow, len(l.Enrollments))
-		for _, e := range l.Enrollments {
-			if e == nil {
-				continue
-			}
-			r := rowOf(e)
-			if _, dup := cur[e.ID]; dup {
-				continue // first occurrence wins, as in the document order
-			}
-			cur[e.ID] = r
-			if p, ok := prev[e.ID]; known && ok && p.equal(r) {
-				continue
-			}
-			en.add(k, e.ID, r)
+		changed, deleted := t.mirror.Diff(l)
+		for _, e := range changed {
+			en.add(k, e.ID, store.RowOf(e))
 		}
-		for id := range prev {
-			if _, ok := cur[id]; !ok {
-				delLeads, delIDs = append(delLeads, k), append(delIDs, id)
-			}
+		for _, id := range deleted {
+			delLeads, delIDs = append(delLeads, k), append(delIDs, id)
 		}
 	}
 
@@ -348,7 +301,7 @@ func (t *tx) SaveLeads(ctx context.Context, leads []*engine.Lead) error {
 			tag.RowsAffected(), n, store.ErrNotFound)
 	}
 	for _, k := range keys {
-		t.remember(byKey[k])
+		t.mirror.Remember(byKey[k])
 	}
 	return nil
 }
@@ -359,7 +312,7 @@ type enrollArrays struct {
 	nextRun, started, ended                           []pgtype.Timestamptz
 }
 
-func (a *enrollArrays) add(lead, id string, r enrollRow) {
+func (a *enrollArrays) add(lead, id string, r store.EnrollmentRow) {
 	a.lead = append(a.lead, lead)
 	a.id = append(a.id, id)
 	a.sequence = append(a.sequence, r.Sequence)

@@ -17,41 +17,9 @@ import (
 type tx struct {
 	tx *sql.Tx
 	s  *Store
-	// seen holds, per lead loaded in this transaction, the mirrored columns
-	// of its enrollments as loaded (or last saved), so SaveLeads writes
-	// only the enrollment rows that changed.
-	seen map[string]map[string]enrollRow
-}
-
-type enrollRow struct {
-	Sequence, Version, Step, Status, Reason string
-	NextRunAt, StartedAt, EndedAt           time.Time
-}
-
-func rowOf(e *engine.Enrollment) enrollRow {
-	return enrollRow{
-		Sequence: e.Sequence, Version: e.Version, Step: e.Step, Status: string(e.Status), Reason: e.Reason,
-		NextRunAt: e.NextRunAt, StartedAt: e.StartedAt, EndedAt: e.EndedAt,
-	}
-}
-
-func (a enrollRow) equal(b enrollRow) bool {
-	return a.Sequence == b.Sequence && a.Version == b.Version && a.Step == b.Step &&
-		a.Status == b.Status && a.Reason == b.Reason && a.NextRunAt.Equal(b.NextRunAt) &&
-		a.StartedAt.Equal(b.StartedAt) && a.EndedAt.Equal(b.EndedAt)
-}
-
-func (t *tx) remember(l *engine.Lead) {
-	if t.seen == nil {
-		t.seen = make(map[string]map[string]enrollRow)
-	}
-	m := make(map[string]enrollRow, len(l.Enrollments))
-	for _, e := range l.Enrollments {
-		if e != nil {
-			m[e.ID] = rowOf(e)
-		}
-	}
-	t.seen[l.Key] = m
+	// mirror holds the enrollment rows of the leads loaded in this
+	// transaction, so SaveLeads writes only the rows that changed.
+	mirror store.Mirror
 }
 
 // Times are stored as microseconds since the epoch; NULL is the zero time.
@@ -140,7 +108,7 @@ func (t *tx) LockLeads(ctx context.Context, keys []string, now time.Time) (map[s
 			return nil, fmt.Errorf("lock leads: %w", err)
 		}
 		out[k] = l
-		t.remember(l)
+		t.mirror.Remember(l)
 	}
 	return out, nil
 }
@@ -166,7 +134,7 @@ func (t *tx) ClaimDueLeads(ctx context.Context, now time.Time, limit int) ([]*en
 			return nil, fmt.Errorf("claim due leads: %w", err)
 		}
 		out = append(out, l)
-		t.remember(l)
+		t.mirror.Remember(l)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, translate("claim due leads", err)
@@ -233,39 +201,28 @@ func (t *tx) SaveLeads(ctx context.Context, leads []*engine.Lead) error {
 		if err := t.saveEnrollments(ctx, l); err != nil {
 			return err
 		}
-		t.remember(l)
+		t.mirror.Remember(l)
 	}
 	return nil
 }
 
 func (t *tx) saveEnrollments(ctx context.Context, l *engine.Lead) error {
-	prev, known := t.seen[l.Key]
-	cur := make(map[string]bool, len(l.Enrollments))
+	changed, deleted := t.mirror.Diff(l)
 	var up *sql.Stmt
-	for _, e := range l.Enrollments {
-		if e == nil || cur[e.ID] {
-			continue
-		}
-		cur[e.ID] = true
-		r := rowOf(e)
-		if p, ok := prev[e.ID]; known && ok && p.equal(r) {
-			continue
-		}
+	for _, e := range changed {
 		if up == nil {
 			var err error
 			if up, err = t.s.stmt(ctx, t.tx, qUpsertEnrollment); err != nil {
 				return translate("save enrollments: prepare", err)
 			}
 		}
+		r := store.RowOf(e)
 		if _, err := up.ExecContext(ctx, l.Key, e.ID, r.Sequence, r.Version, r.Step, r.Status,
 			nullMicros(r.NextRunAt), micros(r.StartedAt), nullMicros(r.EndedAt), r.Reason); err != nil {
 			return translate(fmt.Sprintf("save enrollment %s of %s", e.ID, l.Key), err)
 		}
 	}
-	for id := range prev {
-		if cur[id] {
-			continue
-		}
+	for _, id := range deleted {
 		if _, err := t.tx.ExecContext(ctx, qDeleteEnrollment, l.Key, id); err != nil {
 			return translate(fmt.Sprintf("delete enrollment %s of %s", id, l.Key), err)
 		}
