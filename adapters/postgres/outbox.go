@@ -153,17 +153,37 @@ func completeOutbox(ctx context.Context, q querier, results []store.OutboxResult
 	return notApplied, nil
 }
 
-// HandOff marks a claimed item handed off on its current attempt and
-// renews its lease; store.ErrStale when the attempt is no longer current.
-func (s *Store) HandOff(ctx context.Context, id int64, attempts int, now time.Time, lease time.Duration) error {
-	tag, err := s.pool.Exec(ctx, qHandOff, id, now, attempts, now.Add(lease))
+// HandOff checks and marks items about to leave, in one statement.
+func (s *Store) HandOff(ctx context.Context, items []store.HandOff, now time.Time, lease time.Duration) ([]store.HandOffResult, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	n := len(items)
+	ids, attempts := make([]int64, n), make([]int32, n)
+	emails, leads := make([]string, n), make([]string, n)
+	for i, it := range items {
+		ids[i], attempts[i] = it.ID, int32(it.Attempts)
+		emails[i], leads[i] = normEmail(it.Email), it.LeadKey
+	}
+	op := fmt.Sprintf("hand off %d outbox items (first %d)", n, ids[0])
+	rows, err := s.pool.Query(ctx, qHandOff, ids, attempts, emails, leads, string(engine.LeadActive), now, now.Add(lease))
 	if err != nil {
-		return translate(fmt.Sprintf("hand off outbox %d", id), err)
+		return nil, translate(op, err)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("hand off outbox %d attempt %d: %w", id, attempts, store.ErrStale)
+	out, err := collect(rows, op, func(r scanner) (store.HandOffResult, error) {
+		var res store.HandOffResult
+		var handed bool
+		err := r.Scan(&res.Suppressed, &handed)
+		res.Stale = res.Suppressed == "" && !handed
+		return res, err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	if len(out) != n {
+		return nil, fmt.Errorf("%s: %d results", op, len(out))
+	}
+	return out, nil
 }
 
 // RecoverLeases settles expired leases in one statement.

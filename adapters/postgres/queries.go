@@ -70,7 +70,7 @@ SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::
 	qEnqueue = `
 INSERT INTO outbox (kind, dedupe_key, lead_key, payload, status, attempts, next_attempt_at, created_at, updated_at)
 SELECT u.kind, u.dedupe_key, u.lead_key, u.payload, u.status, u.attempts, u.next_attempt_at, u.created_at, u.created_at
-FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int4[],
+FROM unnest($1::text[], $2::text[], $3::text[], $4::json[], $5::text[], $6::int4[],
             $7::timestamptz[], $8::timestamptz[])
     AS u(kind, dedupe_key, lead_key, payload, status, attempts, next_attempt_at, created_at)
 ON CONFLICT (dedupe_key) DO NOTHING`
@@ -143,10 +143,29 @@ RETURNING o.id`
 	// qOutboxExists tells stale ids from unknown ones.
 	qOutboxExists = `SELECT id FROM outbox WHERE id = ANY($1::int8[])`
 
-	// qHandOff marks the current attempt handed off and renews its lease.
+	// qHandOff checks items about to leave and marks the ones that pass
+	// handed off, renewing their lease: $1 ids, $2 attempts, $3 addresses
+	// (normalised; '' skips the list), $4 lead keys ('' skips the status),
+	// $5 the active status, $6 now, $7 the new lease end. One row per item,
+	// in input order: the suppression reason ('' when none) and whether
+	// the hand-off mark was applied (false and no reason: stale attempt).
 	qHandOff = `
-UPDATE outbox SET handed_at = $2, lease_until = $4
-WHERE id = $1 AND status = 'sending' AND attempts = $3`
+WITH chk AS (
+    SELECT r.ord, r.id, r.attempts,
+        CASE WHEN s.email IS NOT NULL THEN coalesce(nullif(s.reason, ''), 'suppressed')
+             WHEN l.status IS NOT NULL AND l.status NOT IN ('', $5) THEN l.status
+        END AS reason
+    FROM unnest($1::int8[], $2::int4[], $3::text[], $4::text[]) WITH ORDINALITY AS r(id, attempts, email, lead_key, ord)
+    LEFT JOIN suppressions s ON r.email <> '' AND s.email = r.email
+    LEFT JOIN leads l ON r.lead_key <> '' AND l.key = r.lead_key
+), handed AS (
+    UPDATE outbox AS o SET handed_at = $6, lease_until = $7
+    FROM chk
+    WHERE chk.reason IS NULL AND o.id = chk.id AND o.status = 'sending' AND o.attempts = chk.attempts
+    RETURNING o.id
+)
+SELECT coalesce(chk.reason, ''), EXISTS (SELECT 1 FROM handed h WHERE h.id = chk.id)
+FROM chk ORDER BY chk.ord`
 
 	// qRecoverLeases settles expired leases in one statement: handed-off
 	// items of the kinds $3 become unknown, the rest retry at once.

@@ -163,25 +163,65 @@ func (s *Store) completeOutbox(ctx context.Context, stx *sql.Tx, results []store
 	return notApplied, nil
 }
 
-// HandOff marks a claimed item handed off on its current attempt and
-// renews its lease; store.ErrStale when the attempt is no longer current.
-func (s *Store) HandOff(ctx context.Context, id int64, attempts int, now time.Time, lease time.Duration) error {
-	var n int64
+// HandOff checks and marks items about to leave, in one write
+// transaction.
+func (s *Store) HandOff(ctx context.Context, items []store.HandOff, now time.Time, lease time.Duration) ([]store.HandOffResult, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	out := make([]store.HandOffResult, len(items))
 	err := s.writeTx(ctx, "hand off outbox", func(stx *sql.Tx) error {
-		res, err := stx.ExecContext(ctx, qHandOff, id, micros(now), attempts, micros(now.Add(lease)))
-		if err != nil {
-			return translate(fmt.Sprintf("hand off outbox %d", id), err)
+		for i, it := range items {
+			out[i] = store.HandOffResult{}
+			reason, err := handOffReason(ctx, stx, it)
+			if err != nil {
+				return err
+			}
+			if reason != "" {
+				out[i].Suppressed = reason
+				continue
+			}
+			res, err := stx.ExecContext(ctx, qHandOff, it.ID, micros(now), it.Attempts, micros(now.Add(lease)))
+			if err != nil {
+				return translate(fmt.Sprintf("hand off outbox %d", it.ID), err)
+			}
+			n, _ := res.RowsAffected()
+			out[i].Stale = n == 0
 		}
-		n, _ = res.RowsAffected()
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if n == 0 {
-		return fmt.Errorf("hand off outbox %d attempt %d: %w", id, attempts, store.ErrStale)
+	return out, nil
+}
+
+// handOffReason is why it must not leave: its address's reason on the
+// suppression list, or its lead's status when that is not active.
+func handOffReason(ctx context.Context, stx *sql.Tx, it store.HandOff) (string, error) {
+	if e := normEmail(it.Email); e != "" {
+		var reason string
+		err := stx.QueryRowContext(ctx, qSuppressed, e).Scan(&reason)
+		switch {
+		case err == nil && reason == "":
+			return "suppressed", nil
+		case err == nil:
+			return reason, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return "", translate("hand off: suppression check", err)
+		}
 	}
-	return nil
+	if it.LeadKey != "" {
+		var status string
+		err := stx.QueryRowContext(ctx, qLeadStatus, it.LeadKey).Scan(&status)
+		switch {
+		case err == nil && engine.LeadStatus(status).Suppressed():
+			return status, nil
+		case err != nil && !errors.Is(err, sql.ErrNoRows):
+			return "", translate("hand off: lead status", err)
+		}
+	}
+	return "", nil
 }
 
 // RecoverLeases settles expired leases in one statement.

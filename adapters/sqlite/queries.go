@@ -96,6 +96,9 @@ WHERE id = ?1 AND (?6 = 0 OR (attempts = ?6 AND status IN ('sending', 'retry', '
 UPDATE outbox SET handed_at = ?2, lease_until = ?4
 WHERE id = ?1 AND status = 'sending' AND attempts = ?3`
 
+	// qLeadStatus reads the status column of a lead (the pre-send check).
+	qLeadStatus = `SELECT status FROM leads WHERE key = ?`
+
 	// qRecoverLeases settles expired leases in one statement: handed-off
 	// items of the kinds in the JSON array ?3 become unknown, the rest
 	// retry at once.

@@ -285,7 +285,7 @@ var workerSettings = struct {
 	batch, parallel, dispatchBatch, dispatchWorkers, smtpPool int
 	sweepEvery, dispatchPoll, fetchWait, duplicates           time.Duration
 }{
-	batch: 500, parallel: 2, dispatchBatch: 100, dispatchWorkers: 8, smtpPool: 4,
+	batch: 500, parallel: 2, dispatchBatch: 64, dispatchWorkers: 64, smtpPool: 4,
 	sweepEvery: time.Second, dispatchPoll: 250 * time.Millisecond, fetchWait: 500 * time.Millisecond,
 	duplicates: 2 * time.Hour,
 }
@@ -421,14 +421,11 @@ func (w *worker) sweepNote() string {
 	return fmt.Sprintf("%d sweep transactions, mean %.1f ms", n, dur*1000)
 }
 
-// dispatchNote describes the dispatch rounds a worker ran.
-func (w *worker) dispatchNote(items int) string {
-	n, dur := w.histogram("nurture_dispatch_batch_duration_seconds")
-	per := 0.0
-	if n > 0 {
-		per = float64(items) / float64(n)
-	}
-	return fmt.Sprintf("%d dispatch rounds of %.1f items on average, mean %.1f ms per round", n, per, dur*1000)
+// dispatchNote describes the dispatcher's items: claim to recorded
+// outcome.
+func (w *worker) dispatchNote() string {
+	n, dur := w.histogram("nurture_dispatch_duration_seconds")
+	return fmt.Sprintf("%d items, mean %.1f ms from claim to recorded outcome", n, dur*1000)
 }
 
 // msgGen makes the i-th message of a load. Messages are made while

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -40,10 +39,32 @@ type notSent struct {
 
 func (e *notSent) Error() string { return "not sent: " + e.reason }
 
+// The dispatcher is a pipeline. The loop claims due items while others
+// are delivered, up to DispatchBatch items in flight (claimed and not yet
+// recorded); each is delivered on its own goroutine, at most
+// DispatchWorkers of them past their hand-off at once. The steps that
+// touch the database are gathered across the items in flight by
+// coalescers, so they cost one statement per group rather than per item:
+// the last check before an item leaves together with its hand-off mark
+// (handOffs), and the recording of outcomes (records).
+
+// dispatchLoop claims and starts deliveries until ctx ends, then waits
+// for the deliveries in flight (items not yet handed off are released).
 func (r *Runner) dispatchLoop(ctx context.Context) error {
+	slots := make(chan struct{}, max(1, r.cfg.DispatchBatch))
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
 	failures := 0
 	for ctx.Err() == nil {
-		n, err := r.DispatchOnce(ctx, r.now())
+		want := r.claimLimit()
+		got := reserve(ctx, slots, want)
+		if got == 0 {
+			return nil // cancelled
+		}
+		items, err := r.claim(ctx, r.now(), got)
+		for range got - len(items) {
+			<-slots
+		}
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil
@@ -55,7 +76,16 @@ func (r *Runner) dispatchLoop(ctx context.Context) error {
 		default:
 			failures = 0
 		}
-		if n >= r.claimLimit() {
+		now := r.now()
+		for _, it := range items {
+			inFlight.Go(func() {
+				defer func() { <-slots }()
+				if err := r.deliverAndRecord(ctx, it, now); err != nil {
+					r.log.Warn("dispatch failed", "err", redactErr(err))
+				}
+			})
+		}
+		if len(items) == got {
 			continue // more may be due
 		}
 		t := time.NewTimer(r.cfg.DispatchPoll)
@@ -69,73 +99,103 @@ func (r *Runner) dispatchLoop(ctx context.Context) error {
 	return nil
 }
 
-// claimLimit is how many items one claim takes: no more than can start
-// at once, so no claimed item waits for a worker slot while its lease
-// runs (the lease then only has to cover the short way to the hand-off,
-// which renews it).
-func (r *Runner) claimLimit() int { return max(1, min(r.cfg.DispatchBatch, r.cfg.DispatchWorkers)) }
+// reserve takes between 1 and want slots for a claim: it waits for the
+// first, then takes what is free. While few are free it lingers briefly
+// for more, so a busy pipeline claims in groups rather than one by one.
+// It returns 0 when ctx ends first.
+func reserve(ctx context.Context, slots chan struct{}, want int) int {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0
+	}
+	got := 1
+	for got < want {
+		select {
+		case slots <- struct{}{}:
+			got++
+			continue
+		default:
+		}
+		break
+	}
+	if enough := max(1, want/4); got < enough && len(slots) > got {
+		linger := time.NewTimer(2 * time.Millisecond)
+		defer linger.Stop()
+		for got < enough {
+			select {
+			case slots <- struct{}{}:
+				got++
+			case <-linger.C:
+				return got
+			case <-ctx.Done():
+				return got
+			}
+		}
+	}
+	return got
+}
 
-// DispatchOnce claims up to min(DispatchBatch, DispatchWorkers) due outbox
-// items, delivers them concurrently (each starts at once) and records the
-// outcomes. It returns how many items it claimed. Deliveries run to
-// completion (within DeliverTimeout) even if ctx is cancelled after the
-// claim; items not yet handed off when the runner stops are released.
+// claimLimit is how many items one claim takes: at most half of the
+// items allowed in flight, so the next claim overlaps the deliveries of
+// the previous one.
+func (r *Runner) claimLimit() int { return max(1, r.cfg.DispatchBatch/2) }
+
+func (r *Runner) claim(ctx context.Context, now time.Time, limit int) ([]store.OutboxItem, error) {
+	items, err := r.st.ClaimOutbox(ctx, store.ClaimParams{Now: now, Limit: limit, Lease: r.cfg.Lease, Kinds: r.kinds})
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: claim: %w", err)
+	}
+	return items, nil
+}
+
+// DispatchOnce claims up to claimLimit due outbox items, delivers them
+// concurrently (at most DispatchWorkers past their hand-off at once) and
+// records the outcomes: a turn of the dispatch loop, run to completion. It returns how many items it claimed.
+// Deliveries run to completion (within DeliverTimeout) even if ctx is
+// cancelled after the claim; items not yet handed off when the runner
+// stops are released.
 func (r *Runner) DispatchOnce(ctx context.Context, now time.Time) (int, error) {
 	if len(r.kinds) == 0 {
 		return 0, nil
 	}
 	now = now.UTC()
-	start := time.Now()
-	items, err := r.st.ClaimOutbox(ctx, store.ClaimParams{Now: now, Limit: r.claimLimit(), Lease: r.cfg.Lease, Kinds: r.kinds})
-	if err != nil {
-		return 0, fmt.Errorf("dispatch: claim: %w", err)
+	items, err := r.claim(ctx, now, r.claimLimit())
+	if err != nil || len(items) == 0 {
+		return 0, err
 	}
-	if len(items) == 0 {
-		return 0, nil
-	}
-	work := context.WithoutCancel(ctx)
-	outcomes := make([]outcome, len(items))
+	errs := make([]error, len(items))
 	var wg sync.WaitGroup
 	for i, it := range items {
-		wg.Go(func() { outcomes[i] = r.deliver(work, it, now) })
+		wg.Go(func() { errs[i] = r.deliverAndRecord(ctx, it, now) })
 	}
 	wg.Wait()
-	err = r.record(work, outcomes)
-	r.m.dispatchDuration.Observe(time.Since(start).Seconds())
-	return len(items), err
+	// Items recorded together share one error: report it once.
+	seen := map[string]bool{}
+	var out []error
+	for _, e := range errs {
+		if e != nil && !seen[e.Error()] {
+			seen[e.Error()] = true
+			out = append(out, e)
+		}
+	}
+	return len(items), errors.Join(out...)
 }
 
-// suppressedAddresses looks up addresses on the suppression list, retrying
-// transient failures for up to DeliverTimeout.
-func (r *Runner) suppressedAddresses(ctx context.Context, emails []string) (map[string]string, error) {
-	var out map[string]string
-	var err error
-	deadline := time.Now().Add(r.cfg.DeliverTimeout)
-	for attempt := 1; ; attempt++ {
-		err = r.st.InTx(ctx, func(ctx context.Context, tx store.Tx) error {
-			var err error
-			out, err = tx.Suppressed(ctx, emails)
-			return err
-		})
-		if err == nil || !transient(err) || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		sleep(ctx, backoff(attempt, 50*time.Millisecond, time.Second, r.cfg.Jitter()))
-	}
-	if err != nil {
-		return nil, err
-	}
-	// Match case-insensitively whatever the store returns.
-	norm := make(map[string]string, len(out))
-	for k, v := range out {
-		norm[strings.ToLower(strings.TrimSpace(k))] = v
-	}
-	return norm, nil
+// deliverAndRecord delivers one claimed item and records its outcome
+// (gathered with the outcomes of other items in flight).
+func (r *Runner) deliverAndRecord(ctx context.Context, it store.OutboxItem, now time.Time) error {
+	start := time.Now()
+	o := r.deliver(context.WithoutCancel(ctx), it, now)
+	_, err := r.records.do(o)
+	r.m.dispatchDuration.Observe(time.Since(start).Seconds())
+	return err
 }
 
 // preSend runs right before an item leaves (after any throttle wait in
-// the handler): it releases the item when the runner is stopping, checks
-// an email's address and lead status, and marks the hand-off on the
+// the handler): it releases the item when the runner is stopping, then,
+// gathered with the other items leaving at the same moment, checks an
+// email's address and its lead's status and marks the hand-off on the
 // item's current attempt (renewing its lease). A *notSent error says the
 // item must not be delivered.
 func (r *Runner) preSend(ctx context.Context, it store.OutboxItem, now time.Time) error {
@@ -143,27 +203,49 @@ func (r *Runner) preSend(ctx context.Context, it store.OutboxItem, now time.Time
 		return &notSent{class: "released", status: store.StatusRetry, next: now, deferred: true,
 			reason: "released before hand-off: the runner is stopping"}
 	}
-	if it.Kind == store.KindEmail {
-		reason, ok, err := r.emailSuppressed(ctx, it)
-		if err != nil {
-			return &notSent{class: "retry", status: store.StatusRetry, next: now.Add(r.cfg.RetryBase),
-				reason: "not attempted: suppression check failed: " + err.Error()}
-		}
-		if ok {
-			return &notSent{class: "suppressed", status: store.StatusSuppressed, reason: reason}
-		}
-	}
 	if it.Kind == store.KindEvent {
 		return nil // NATS dedupes by message id; no hand-off mark needed
 	}
-	if err := r.st.HandOff(ctx, it.ID, it.Attempts, r.now(), r.cfg.Lease); err != nil {
-		if errors.Is(err, store.ErrStale) {
-			return &notSent{class: "lease_lost", reason: "lease lost before hand-off; not sent by this attempt"}
+	h := store.HandOff{ID: it.ID, Attempts: it.Attempts}
+	if it.Kind == store.KindEmail {
+		var p outbox.EmailPayload
+		// A broken payload is the handler's to report (permanent).
+		if json.Unmarshal(it.Payload, &p) == nil {
+			if p.To == "" {
+				return &notSent{class: "suppressed", status: store.StatusSuppressed, reason: "no_email"}
+			}
+			h.Email = p.To
+			if !p.Send.Transactional {
+				// An unsubscribe applied after the email was queued wins.
+				h.LeadKey = it.LeadKey
+			}
 		}
+	}
+	res, err := r.handOffs.do(h)
+	switch {
+	case err != nil:
 		return &notSent{class: "retry", status: store.StatusRetry, next: now.Add(r.cfg.RetryBase),
-			reason: "not attempted: hand-off mark failed: " + err.Error()}
+			reason: "not attempted: pre-send check and hand-off failed: " + err.Error()}
+	case res.Suppressed != "":
+		return &notSent{class: "suppressed", status: store.StatusSuppressed, reason: res.Suppressed}
+	case res.Stale:
+		return &notSent{class: "lease_lost", reason: "lease lost before hand-off; not sent by this attempt"}
 	}
 	return nil
+}
+
+// handOffBatch is the handOffs coalescer's batch: one store statement,
+// retried through short transient failures within DeliverTimeout.
+func (r *Runner) handOffBatch(items []store.HandOff) ([]store.HandOffResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.DeliverTimeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		res, err := r.st.HandOff(ctx, items, r.now(), r.cfg.Lease)
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return res, err
+		}
+		sleep(ctx, backoff(attempt, 50*time.Millisecond, time.Second, r.cfg.Jitter()))
+	}
 }
 
 // deliver hands one item to its channel and classifies the result.
@@ -171,7 +253,27 @@ func (r *Runner) deliver(ctx context.Context, it store.OutboxItem, now time.Time
 	o := outcome{item: it, result: store.OutboxResult{ID: it.ID, At: now, Attempts: it.Attempts}}
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.DeliverTimeout)
 	defer cancel()
-	check := func(ctx context.Context) error { return r.preSend(ctx, it, now) }
+	// The delivery slot is taken right before the hand-off and held until
+	// the handler returns, so at most DispatchWorkers handed-off items are
+	// on their way at any moment (what a crash can leave unknown).
+	held := false
+	defer func() {
+		if held {
+			<-r.delivering
+		}
+	}()
+	check := func(ctx context.Context) error {
+		if !held {
+			select {
+			case r.delivering <- struct{}{}:
+				held = true
+			case <-ctx.Done():
+				return &notSent{class: "retry", status: store.StatusRetry, next: now, deferred: true,
+					reason: "not attempted: no delivery slot within the delivery timeout"}
+			}
+		}
+		return r.preSend(ctx, it, now)
+	}
 	var err error
 	h := r.cfg.Handlers[it.Kind]
 	switch {
@@ -205,43 +307,6 @@ func safeDeliver(ctx context.Context, it store.OutboxItem, deliver func(ctx cont
 		}
 	}()
 	return deliver(ctx)
-}
-
-// emailSuppressed checks the address list and the lead's own status (an
-// unsubscribe applied after the email was queued wins).
-// A lookup failure is returned as an error (the item is retried: never
-// send without the check).
-func (r *Runner) emailSuppressed(ctx context.Context, it store.OutboxItem) (string, bool, error) {
-	var p outbox.EmailPayload
-	if err := json.Unmarshal(it.Payload, &p); err != nil {
-		return "", false, nil // the handler reports the broken payload
-	}
-	if p.To == "" {
-		return "no_email", true, nil
-	}
-	list, err := r.suppressedAddresses(ctx, []string{p.To})
-	if err != nil {
-		return "", false, err
-	}
-	if reason, ok := list[strings.ToLower(strings.TrimSpace(p.To))]; ok {
-		if reason == "" {
-			reason = "suppressed"
-		}
-		return reason, true, nil
-	}
-	if p.Send.Transactional {
-		return "", false, nil
-	}
-	lead, err := r.st.Lead(ctx, it.LeadKey)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return "", false, nil
-	case err != nil:
-		return "", false, fmt.Errorf("check lead %s status: %w", it.LeadKey, err)
-	case lead.Status.Suppressed():
-		return string(lead.Status), true, nil
-	}
-	return "", false, nil
 }
 
 func (r *Runner) publish(ctx context.Context, it store.OutboxItem) error {

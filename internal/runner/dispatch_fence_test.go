@@ -63,11 +63,13 @@ func deliveries(t *testing.T, b *bundle, lead string) []map[string]any {
 	return out
 }
 
-// Fix 1: one claim takes no more than can start at once.
-func TestClaimOnlyWhatStarts(t *testing.T) {
+// Fix 1: one claim takes at most half of the items allowed in flight;
+// the rest wait for later claims (their leases do not run down while
+// they wait behind busy workers).
+func TestClaimAtMostHalfInFlight(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	r := b.runner(t, func(c *runner.Config) { c.DispatchWorkers, c.DispatchBatch = 2, 32 })
+	r := b.runner(t, func(c *runner.Config) { c.DispatchWorkers, c.DispatchBatch = 2, 4 })
 	enqueueEmails(t, b, r, "c-1", "c-2", "c-3", "c-4", "c-5")
 	n, err := r.DispatchOnce(context.Background(), t0)
 	require.NoError(t, err)
@@ -281,4 +283,87 @@ func TestStopReleasesNotHandedOff(t *testing.T) {
 	require.Zero(t, m.Attempts, "release is not an attempt")
 	require.True(t, m.HandedAt.IsZero())
 	require.False(t, m.NextAttemptAt.After(b.clock.Now()), "due at once")
+}
+
+// gauge is a CheckedHandler that tracks how many items are inside the
+// handler (waiting like a throttled mailer, then sending) and how many are
+// past their hand-off at once.
+type gauge struct {
+	rec                  *recorder
+	inside, insidePeak   atomic.Int64
+	sending, sendingPeak atomic.Int64
+}
+
+func raise(peak *atomic.Int64, n int64) {
+	for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+	}
+}
+
+func (g *gauge) Deliver(ctx context.Context, item store.OutboxItem) error {
+	return g.DeliverChecked(ctx, item, nil)
+}
+
+func (g *gauge) DeliverChecked(ctx context.Context, item store.OutboxItem, check func(context.Context) error) error {
+	raise(&g.insidePeak, g.inside.Add(1))
+	defer g.inside.Add(-1)
+	time.Sleep(5 * time.Millisecond) // a throttle wait: keeps items in flight
+	if check != nil {
+		if err := check(ctx); err != nil {
+			return err
+		}
+	}
+	raise(&g.sendingPeak, g.sending.Add(1))
+	defer g.sending.Add(-1)
+	time.Sleep(2 * time.Millisecond) // a slow receiver
+	return g.rec.Deliver(ctx, item)
+}
+
+// The dispatch loop keeps up to DispatchBatch items in flight, claiming
+// while others are delivered, and never has more than DispatchWorkers
+// past their hand-off; every email is sent once and recorded sent, and an
+// address suppressed before its hand-off is skipped.
+func TestDispatchLoopPipelines(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	g := &gauge{rec: b.mail}
+	r := b.runner(t, func(c *runner.Config) {
+		c.DispatchWorkers, c.DispatchBatch = 3, 12
+		c.Handlers[store.KindEmail] = g
+	})
+	var leads []string
+	for i := range 60 {
+		leads = append(leads, fmt.Sprintf("p-%02d", i))
+	}
+	enqueueEmails(t, b, r, leads...)
+	require.NoError(t, b.st.Suppress(context.Background(), "p-07@example.com", "unsubscribed", t0))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		final := 0
+		for _, l := range leads {
+			if it := b.outbox(t, store.KindEmail, l); len(it) == 1 && it[0].Status != store.StatusSending && it[0].Status != store.StatusPending {
+				final++
+			}
+		}
+		return final == len(leads)
+	}, 20*time.Second, 20*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+
+	require.LessOrEqual(t, g.insidePeak.Load(), int64(12), "never more than DispatchBatch in flight")
+	require.Greater(t, g.insidePeak.Load(), int64(6), "claims overlap deliveries (one claim takes at most half)")
+	require.LessOrEqual(t, g.sendingPeak.Load(), int64(3), "never more than DispatchWorkers past their hand-off")
+	require.Equal(t, len(leads)-1, b.mail.total())
+	for _, l := range leads {
+		it := b.outbox(t, store.KindEmail, l)[0]
+		want, sends := store.StatusSent, 1
+		if l == "p-07" {
+			want, sends = store.StatusSuppressed, 0
+		}
+		require.Equal(t, want, it.Status, l)
+		require.Len(t, deliveries(t, b, l), 1, l)
+		require.Equal(t, sends, b.mail.count(it.DedupeKey), l)
+	}
 }

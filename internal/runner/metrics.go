@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{1, 5, 10, 25, 50, 100, 250, 500, 1000}}),
 		ingestDuration:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nurture_ingest_batch_duration_seconds", Help: "Time to apply and settle one ingest batch.", Buckets: durations}),
 		sweepDuration:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nurture_sweep_batch_duration_seconds", Help: "Time to run one timer sweep batch.", Buckets: durations}),
-		dispatchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nurture_dispatch_batch_duration_seconds", Help: "Time to deliver and record one outbox batch.", Buckets: durations}),
+		dispatchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nurture_dispatch_duration_seconds", Help: "Time from claim to recorded outcome of one outbox item.", Buckets: durations}),
 		lag:              prometheus.NewGauge(prometheus.GaugeOpts{Name: "nurture_consumer_pending", Help: "Lead events in the stream not yet delivered to a worker."}),
 		ackPending:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "nurture_consumer_ack_pending", Help: "Lead events delivered but not yet acknowledged."}),
 	}

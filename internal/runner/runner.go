@@ -183,13 +183,18 @@ type Config struct {
 	LagInterval        time.Duration
 
 	// Dispatch.
-	// DispatchBatch caps how many outbox items one claim leases (default
-	// 4 per worker: 32); a claim never takes more than DispatchWorkers, so
-	// every claimed item starts at once. Items whose lease ends are
-	// retried unless they were handed off (then emails become unknown), so
-	// a crash leaves at most DispatchWorkers emails unknown.
+	// DispatchWorkers caps the deliveries under way at once: from an
+	// item's hand-off to its receiver's answer (default 8). Items whose
+	// lease ends are retried unless they were handed off (then emails
+	// become unknown), so a crash leaves at most DispatchWorkers emails
+	// unknown that never reached the receiver.
+	// DispatchBatch caps the items in flight: claimed and not yet recorded
+	// (default 8 × DispatchWorkers). Claimed items wait for a delivery
+	// slot, and their outcomes are recorded in groups, so the database
+	// round trips of claiming and recording overlap the deliveries; one
+	// claim takes at most half of DispatchBatch.
 	DispatchBatch   int
-	DispatchWorkers int           // concurrent deliveries (8)
+	DispatchWorkers int
 	DispatchPoll    time.Duration // idle poll interval (250ms)
 	Lease           time.Duration // claim lease (2m)
 	DeliverTimeout  time.Duration // per delivery (30s)
@@ -249,7 +254,7 @@ func (c *Config) setDefaults() {
 	def(&c.LeaseCheckInterval, 10*time.Second)
 	def(&c.LagInterval, 5*time.Second)
 	defInt(&c.DispatchWorkers, 8)
-	defInt(&c.DispatchBatch, 4*c.DispatchWorkers)
+	defInt(&c.DispatchBatch, 8*c.DispatchWorkers)
 	def(&c.DispatchPoll, 250*time.Millisecond)
 	def(&c.Lease, 2*time.Minute)
 	def(&c.DeliverTimeout, 30*time.Second)
@@ -315,6 +320,11 @@ type Runner struct {
 	// stopping is set when Run's context ends: loops finish the batch in
 	// hand and start no new one.
 	stopping atomic.Bool
+	// The dispatcher's database steps, gathered across items in flight.
+	handOffs *coalescer[store.HandOff, store.HandOffResult]
+	records  *coalescer[outcome, struct{}]
+	// delivering holds one token per delivery under way (DispatchWorkers).
+	delivering chan struct{}
 }
 
 // New validates cfg and returns a Runner.
@@ -344,11 +354,19 @@ func New(cfg Config) (*Runner, error) {
 		kinds = append(kinds, store.KindEvent)
 	}
 	sort.Strings(kinds)
-	return &Runner{
+	r := &Runner{
 		cfg: cfg, st: cfg.Store, eng: eng, log: cfg.Logger, m: m, kinds: kinds,
-		kick: make(chan struct{}, 1),
-	}, nil
+		kick: make(chan struct{}, 1), delivering: make(chan struct{}, cfg.DispatchWorkers),
+	}
+	r.handOffs = newCoalescer(maxGroup, r.handOffBatch)
+	r.records = newCoalescer(maxGroup, func(outs []outcome) ([]struct{}, error) {
+		return make([]struct{}, len(outs)), r.record(context.Background(), outs)
+	})
+	return r, nil
 }
+
+// maxGroup caps how many items one coalesced dispatcher statement covers.
+const maxGroup = 256
 
 // Run runs the loops until ctx is cancelled, then stops fetching, finishes
 // the in-flight batch (commit and ack), lets running sweeps and deliveries

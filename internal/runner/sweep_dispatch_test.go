@@ -220,7 +220,9 @@ func TestExpiredLeases(t *testing.T) {
 			require.NoError(t, err)
 			require.Len(t, claimed, 1)
 			if tc.handedOff {
-				require.NoError(t, b.st.HandOff(ctx, claimed[0].ID, claimed[0].Attempts, t0, time.Minute))
+				res, err := b.st.HandOff(ctx, []store.HandOff{{ID: claimed[0].ID, Attempts: claimed[0].Attempts}}, t0, time.Minute)
+				require.NoError(t, err)
+				require.Equal(t, []store.HandOffResult{{}}, res)
 			}
 
 			n, err := r.RecoverLeasesOnce(ctx, t0.Add(59*time.Second))

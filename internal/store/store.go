@@ -91,11 +91,16 @@ type Outbox interface {
 	// it then records); otherwise it is not applied and reported with
 	// ErrStale. Unknown ids are reported with ErrNotFound.
 	CompleteOutbox(ctx context.Context, results []OutboxResult) error
-	// HandOff marks a claimed item handed off (about to reach its
-	// receiver) on attempt attempts and renews its lease to now+lease. It
-	// returns ErrStale when the item is no longer sending on that
-	// attempt: the caller must not deliver it.
-	HandOff(ctx context.Context, id int64, attempts int, now time.Time, lease time.Duration) error
+	// HandOff runs the last check before items leave and marks the ones
+	// that pass handed off, all in one statement (the dispatcher gathers
+	// the items that are about to leave at the same moment). An item whose
+	// Email is on the suppression list, or whose lead's status suppresses
+	// marketing mail, is not handed off (HandOffResult.Suppressed says
+	// why). Every other item is marked handed off on its attempt, with its
+	// lease renewed to now+lease, unless it is no longer sending on that
+	// attempt (HandOffResult.Stale): then the caller must not deliver it.
+	// Results are in the order of items.
+	HandOff(ctx context.Context, items []HandOff, now time.Time, lease time.Duration) ([]HandOffResult, error)
 	// RecoverLeases settles, in one statement, up to p.Limit items whose
 	// lease ended before p.Now while sending: items of p.UnknownKinds
 	// that were handed off become unknown; all others (never handed off,
@@ -205,6 +210,29 @@ type ClaimParams struct {
 	Limit int
 	Lease time.Duration
 	Kinds []string // empty = all kinds
+}
+
+// HandOff is one claimed item about to leave (Outbox.HandOff).
+type HandOff struct {
+	ID       int64
+	Attempts int
+	// Email, when not empty, is looked up on the suppression list
+	// (trimmed and lower-cased, like Suppress).
+	Email string
+	// LeadKey, when not empty, names the lead whose status is checked: a
+	// status other than active (unsubscribed, bounced, complained…)
+	// stops the item. Empty for transactional mail and other kinds.
+	LeadKey string
+}
+
+// HandOffResult is what became of one HandOff.
+type HandOffResult struct {
+	// Suppressed is why the item must not leave (the address's reason on
+	// the suppression list, or the lead's status); it was not handed off.
+	Suppressed string
+	// Stale: the item is no longer sending on that attempt (its lease was
+	// lost and it may be claimed again); it was not handed off.
+	Stale bool
 }
 
 // OutboxResult is the outcome of one claimed item.

@@ -237,8 +237,9 @@ func (d *db) waitSettled(total, leads int, timeout time.Duration) {
 }
 
 // workerDispatchWorkers is the worker's DispatchWorkers (the runner
-// default): a claim takes at most this many emails, all started at once,
-// so one crash can leave at most this many handed off and unrecorded.
+// default): at most this many emails are past their hand-off and not yet
+// at the receiver at once, so one crash can lose at most this many (they
+// end unknown without having arrived).
 const workerDispatchWorkers = 8
 
 // checkExactlyOnce asserts DESIGN.md §4 on the final state. maxLost bounds

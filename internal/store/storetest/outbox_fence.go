@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nurture-oss/nurture/engine"
 	"github.com/nurture-oss/nurture/internal/store"
 )
 
@@ -63,7 +64,7 @@ func testCompleteOutboxFenced(t *testing.T, b *bundle) {
 		kind := "test.fence-truth"
 		enqueue(t, b, item(kind, "fence-truth", b.now))
 		c := claimOne(t, b, kind, b.now, time.Minute)
-		require.NoError(t, b.s.HandOff(b.ctx, c.ID, c.Attempts, b.now, time.Minute))
+		require.Equal(t, store.HandOffResult{}, handOff(t, b, c, b.now, time.Minute))
 		rec, err := b.s.RecoverLeases(b.ctx, store.RecoverParams{Now: b.now.Add(2 * time.Minute), Limit: 10, UnknownKinds: []string{kind}})
 		require.NoError(t, err)
 		require.Len(t, rec, 1)
@@ -110,6 +111,15 @@ func testCompleteOutboxFenced(t *testing.T, b *bundle) {
 	})
 }
 
+// handOff hands off one claimed item (no address or lead to check).
+func handOff(t *testing.T, b *bundle, c store.OutboxItem, now time.Time, lease time.Duration) store.HandOffResult {
+	t.Helper()
+	got, err := b.s.HandOff(b.ctx, []store.HandOff{{ID: c.ID, Attempts: c.Attempts}}, now, lease)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	return got[0]
+}
+
 // testHandOff: the hand-off mark applies only to the current attempt of a
 // sending item, renews the lease, and a new claim clears it.
 func testHandOff(t *testing.T, b *bundle) {
@@ -117,9 +127,12 @@ func testHandOff(t *testing.T, b *bundle) {
 	enqueue(t, b, item(kind, "handoff", b.now))
 	c := claimOne(t, b, kind, b.now, time.Minute)
 	require.True(t, c.HandedAt.IsZero())
-	require.ErrorIs(t, b.s.HandOff(b.ctx, c.ID, c.Attempts+1, b.now, time.Minute), store.ErrStale)
+	stale := c
+	stale.Attempts++
+	require.Equal(t, store.HandOffResult{Stale: true}, handOff(t, b, stale, b.now, time.Minute))
+	require.True(t, onlyItem(t, b, kind).HandedAt.IsZero(), "a stale attempt marks nothing")
 	at := b.now.Add(30 * time.Second)
-	require.NoError(t, b.s.HandOff(b.ctx, c.ID, c.Attempts, at, 5*time.Minute))
+	require.Equal(t, store.HandOffResult{}, handOff(t, b, c, at, 5*time.Minute))
 	got := onlyItem(t, b, kind)
 	require.True(t, at.Equal(got.HandedAt), "handed at %s", got.HandedAt)
 	require.True(t, at.Add(5*time.Minute).Equal(got.LeaseUntil), "lease renewed from the hand-off")
@@ -129,10 +142,61 @@ func testHandOff(t *testing.T, b *bundle) {
 	require.Empty(t, rec)
 
 	require.NoError(t, b.s.CompleteOutbox(b.ctx, []store.OutboxResult{{ID: c.ID, Attempts: c.Attempts, Status: store.StatusRetry, NextAt: b.now.Add(time.Hour), At: at}}))
-	require.ErrorIs(t, b.s.HandOff(b.ctx, c.ID, c.Attempts, at, time.Minute), store.ErrStale, "completed: no longer sending")
+	require.Equal(t, store.HandOffResult{Stale: true}, handOff(t, b, c, at, time.Minute), "completed: no longer sending")
 	again := claimOne(t, b, kind, b.now.Add(time.Hour), time.Minute)
 	require.True(t, again.HandedAt.IsZero(), "a new claim starts un-handed")
 	require.Equal(t, 2, again.Attempts)
+}
+
+// testHandOffChecks: one call checks every item against the suppression
+// list (case-insensitively) and its lead's status, hands off only those
+// that pass, and answers in input order.
+func testHandOffChecks(t *testing.T, b *bundle) {
+	kind := "test.handoff-checks"
+	unsub := fullLead("ho-unsub", b.now)
+	unsub.Status = engine.LeadUnsubscribed
+	seedLeads(t, b, fullLead("ho-active", b.now), unsub)
+	require.NoError(t, b.s.Suppress(b.ctx, "listed@example.com", "hard_bounce", b.now))
+	keys := []string{"ho-1", "ho-2", "ho-3", "ho-4", "ho-5", "ho-6"}
+	for _, k := range keys {
+		enqueue(t, b, item(kind, k, b.now))
+	}
+	claimed, err := b.s.ClaimOutbox(b.ctx, store.ClaimParams{Now: b.now, Limit: len(keys), Lease: time.Minute, Kinds: []string{kind}})
+	require.NoError(t, err)
+	require.Len(t, claimed, len(keys))
+	byKey := map[string]store.OutboxItem{}
+	for _, c := range claimed {
+		byKey[c.DedupeKey] = c
+	}
+	req := func(key, email, lead string, attemptDelta int) store.HandOff {
+		c := byKey[key]
+		return store.HandOff{ID: c.ID, Attempts: c.Attempts + attemptDelta, Email: email, LeadKey: lead}
+	}
+	// Deliberately not in id order: results follow the input.
+	items := []store.HandOff{
+		req("ho-6", "ok@example.com", "no-such-lead", 0), // unknown lead: nothing stops it
+		req("ho-1", " Listed@Example.COM ", "ho-active", 0),
+		req("ho-2", "ok@example.com", "ho-unsub", 0),
+		req("ho-3", "ok@example.com", "ho-active", 0),
+		req("ho-4", "", "", 0),
+		req("ho-5", "ok@example.com", "ho-active", 1), // stale attempt
+	}
+	got, err := b.s.HandOff(b.ctx, items, b.now, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, []store.HandOffResult{
+		{}, {Suppressed: "hard_bounce"}, {Suppressed: string(engine.LeadUnsubscribed)}, {}, {}, {Stale: true},
+	}, got)
+	handed := map[string]bool{}
+	list, err := b.s.ListOutbox(b.ctx, store.OutboxFilter{Kind: kind})
+	require.NoError(t, err)
+	for _, it := range list {
+		handed[it.DedupeKey] = !it.HandedAt.IsZero()
+	}
+	require.Equal(t, map[string]bool{"ho-1": false, "ho-2": false, "ho-3": true, "ho-4": true, "ho-5": false, "ho-6": true}, handed)
+
+	empty, err := b.s.HandOff(b.ctx, nil, b.now, time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, empty)
 }
 
 // testRecoverLeases: one statement settles expired leases; never handed
@@ -153,7 +217,7 @@ func testRecoverLeases(t *testing.T, b *bundle) {
 		byKey[c.DedupeKey] = c
 	}
 	for _, k := range []string{"rec-email-handed", "rec-slack-handed"} {
-		require.NoError(t, b.s.HandOff(b.ctx, byKey[k].ID, byKey[k].Attempts, b.now, time.Minute))
+		require.Equal(t, store.HandOffResult{}, handOff(t, b, byKey[k], b.now, time.Minute))
 	}
 	running := claimOne(t, b, store.KindEmail, b.now.Add(time.Second), 10*time.Minute)
 	require.Equal(t, "rec-email-running", running.DedupeKey)

@@ -108,6 +108,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, opts ...Option) 
 		{"CompleteOutboxFenced", testCompleteOutboxFenced},
 		{"CompleteOutboxDeferred", testCompleteOutboxDeferred},
 		{"HandOff", testHandOff},
+		{"HandOffChecks", testHandOffChecks},
 		{"RecoverLeases", testRecoverLeases},
 		{"ListOutbox", testListOutbox},
 		{"Suppress", testSuppress},
