@@ -33,8 +33,8 @@ func decodeLead(key string, state []byte, created time.Time) (*engine.Lead, erro
 	if state == nil {
 		return engine.NewLead(key, created.UTC()), nil
 	}
-	l := new(engine.Lead)
-	if err := json.Unmarshal(state, l); err != nil {
+	l, err := store.DecodeLead(state)
+	if err != nil {
 		return nil, fmt.Errorf("decode lead %s: %w", key, err)
 	}
 	return l, nil
@@ -249,7 +249,7 @@ func (t *tx) SaveLeads(ctx context.Context, leads []*engine.Lead) error {
 	now := time.Now()
 	for i, k := range keys {
 		l := byKey[k]
-		b, err := json.Marshal(l)
+		b, err := store.EncodeLead(l)
 		if err != nil {
 			return fmt.Errorf("save lead %s: encode: %w", k, err)
 		}

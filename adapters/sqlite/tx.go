@@ -50,8 +50,8 @@ func firstNonZero(ts ...time.Time) time.Time {
 }
 
 func decodeLead(key string, state []byte) (*engine.Lead, error) {
-	l := new(engine.Lead)
-	if err := json.Unmarshal(state, l); err != nil {
+	l, err := store.DecodeLead(state)
+	if err != nil {
 		return nil, fmt.Errorf("decode lead %s: %w", key, err)
 	}
 	return l, nil
@@ -93,7 +93,7 @@ func (t *tx) LockLeads(ctx context.Context, keys []string, now time.Time) (map[s
 		case err == nil:
 		case err == sql.ErrNoRows:
 			nl := engine.NewLead(k, now)
-			state, err = json.Marshal(nl)
+			state, err = store.EncodeLead(nl)
 			if err != nil {
 				return nil, fmt.Errorf("lock leads: encode new lead %s: %w", k, err)
 			}
@@ -186,7 +186,7 @@ func (t *tx) SaveLeads(ctx context.Context, leads []*engine.Lead) error {
 	now := time.Now()
 	for _, k := range keys {
 		l := byKey[k]
-		state, err := json.Marshal(l)
+		state, err := store.EncodeLead(l)
 		if err != nil {
 			return fmt.Errorf("save lead %s: encode: %w", k, err)
 		}

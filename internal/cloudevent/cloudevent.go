@@ -78,6 +78,26 @@ func Parse(b []byte) (*engine.Event, error) {
 		return nil, invalid("event is %d bytes, over the %d byte limit", len(b), MaxSize)
 	}
 	var env Envelope
+	var d Data
+	hasData, ok := scan(b, &env, &d)
+	if !ok {
+		return parseSlow(b)
+	}
+	ev, err := checkEnvelope(&env)
+	if err != nil {
+		return nil, err
+	}
+	if hasData {
+		ev.Email = strings.TrimSpace(d.Email)
+		ev.Traits, ev.Properties, ev.Machine = d.Traits, d.Properties, d.Machine
+	}
+	return ev, nil
+}
+
+// parseSlow is Parse through encoding/json: the reference scan must agree
+// with, and the path for whatever scan leaves to it.
+func parseSlow(b []byte) (*engine.Event, error) {
+	var env Envelope
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&env); err != nil {
@@ -113,6 +133,28 @@ type Result struct {
 }
 
 func fromEnvelope(env *Envelope) (*engine.Event, error) {
+	ev, err := checkEnvelope(env)
+	if err != nil {
+		return nil, err
+	}
+	if len(env.Data) > 0 && !bytes.Equal(bytes.TrimSpace(env.Data), []byte("null")) {
+		var d Data
+		dec := json.NewDecoder(bytes.NewReader(env.Data))
+		dec.UseNumber()
+		if err := dec.Decode(&d); err != nil {
+			return nil, invalid("data: %v", err)
+		}
+		ev.Email = strings.TrimSpace(d.Email)
+		ev.Traits = normalize(d.Traits)
+		ev.Properties = normalize(d.Properties)
+		ev.Machine = d.Machine
+	}
+	return ev, nil
+}
+
+// checkEnvelope validates the envelope attributes (env.Data aside) and
+// returns the event without its data.
+func checkEnvelope(env *Envelope) (*engine.Event, error) {
 	if env.SpecVersion != "1.0" {
 		return nil, invalid("specversion %q, want \"1.0\"", env.SpecVersion)
 	}
@@ -135,18 +177,6 @@ func fromEnvelope(env *Envelope) (*engine.Event, error) {
 			return nil, invalid("time %q is not RFC 3339", env.Time)
 		}
 		ev.Time = t.UTC()
-	}
-	if len(env.Data) > 0 && !bytes.Equal(bytes.TrimSpace(env.Data), []byte("null")) {
-		var d Data
-		dec := json.NewDecoder(bytes.NewReader(env.Data))
-		dec.UseNumber()
-		if err := dec.Decode(&d); err != nil {
-			return nil, invalid("data: %v", err)
-		}
-		ev.Email = strings.TrimSpace(d.Email)
-		ev.Traits = normalize(d.Traits)
-		ev.Properties = normalize(d.Properties)
-		ev.Machine = d.Machine
 	}
 	return ev, nil
 }
