@@ -6,12 +6,12 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/nurture-oss/nurture/engine"
+	"github.com/nurture-oss/nurture/internal/jsonscan"
 )
 
 // The lead document codec. A lead is stored as the JSON encoding/json makes
@@ -64,7 +64,7 @@ var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return 
 func DecodeLead(b []byte) (*engine.Lead, error) {
 	// Strings are sliced from one copy of the document: one allocation
 	// instead of one per string.
-	d := leadDecoder{b: b, s: string(b)}
+	d := newLeadDecoder(b)
 	l := new(engine.Lead)
 	if d.lead(l) {
 		return l, nil
@@ -76,9 +76,10 @@ func DecodeLead(b []byte) (*engine.Lead, error) {
 	return l, nil
 }
 
-// maxDepth bounds trait nesting on the fast paths; deeper documents take
-// encoding/json's path (which has its own limits and errors).
-const maxDepth = 200
+// maxDepth bounds trait nesting on the fast paths (the decoder's is
+// jsonscan's); deeper documents take encoding/json's path (which has its
+// own limits and errors).
+const maxDepth = jsonscan.MaxDepth
 
 // ---------------------------------------------------------------- encoding
 
@@ -509,12 +510,17 @@ func (e *leadEncoder) str(s string) {
 
 // ---------------------------------------------------------------- decoding
 
-// leadDecoder reads b from i; its methods return false when the input needs
-// encoding/json (which then decides: a value or an error).
+// leadDecoder reads a lead document with the shared low-level reader; its
+// methods return false when the input needs encoding/json (which then
+// decides: a value or an error).
 type leadDecoder struct {
-	b []byte
-	s string // b as a string, for slicing strings out of
-	i int
+	jsonscan.Decoder
+}
+
+// newLeadDecoder reads b, with numbers in traits as float64 (as
+// encoding/json decodes them into a map[string]any).
+func newLeadDecoder(b []byte) leadDecoder {
+	return leadDecoder{jsonscan.NewDecoder(b, jsonscan.Float64)}
 }
 
 // Field names per struct, for telling an unknown key (skipped) from one
@@ -530,162 +536,35 @@ var (
 		"started_at", "ended_at", "reason", "sent", "opened", "clicked", "sent_at", "paused_left"}
 )
 
-func (d *leadDecoder) ws() {
-	for d.i < len(d.b) {
-		switch d.b[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
-		}
-	}
-}
-
-// peek returns the next byte after whitespace (0 at the end).
-func (d *leadDecoder) peek() byte {
-	d.ws()
-	if d.i < len(d.b) {
-		return d.b[d.i]
-	}
-	return 0
-}
-
-func (d *leadDecoder) eat(c byte) bool {
-	if d.peek() == c {
-		d.i++
-		return true
-	}
-	return false
-}
-
-// null consumes a null literal if one is next.
-func (d *leadDecoder) null() bool {
-	if d.peek() == 'n' && len(d.b)-d.i >= 4 && string(d.b[d.i:d.i+4]) == "null" {
-		d.i += 4
-		return true
-	}
-	return false
-}
-
-// fields reads the members of an object whose '{' is next, calling field
-// for each key; a plain-ASCII unknown key that matches no name in names
-// even case-insensitively is skipped. Keys with escapes or non-ASCII bytes
-// and duplicate keys (seen is a bitmask of the index in names) fail.
-func (d *leadDecoder) fields(names []string, field func(k int) bool) bool {
-	if !d.eat('{') {
-		return false
-	}
-	if d.eat('}') {
-		return true
-	}
-	var seen uint64
-	for {
-		if d.peek() != '"' {
-			return false
-		}
-		start := d.i + 1
-		j := start
-		for j < len(d.b) && d.b[j] != '"' {
-			if c := d.b[j]; c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
-				return false
-			}
-			j++
-		}
-		if j >= len(d.b) {
-			return false
-		}
-		key := d.s[start:j]
-		d.i = j + 1
-		if !d.eat(':') {
-			return false
-		}
-		k := slices.Index(names, key)
-		if k >= 0 {
-			if seen&(1<<k) != 0 {
-				return false
-			}
-			seen |= 1 << k
-			d.ws()
-			if !d.null() && !field(k) {
-				return false
-			}
-		} else {
-			for _, n := range names {
-				if strings.EqualFold(n, key) {
-					return false
-				}
-			}
-			if !d.skip(0) {
-				return false
-			}
-		}
-		switch d.peek() {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			return true
-		default:
-			return false
-		}
-	}
-}
-
-// array reads the elements of an array whose '[' is next, calling elem
-// for each (null elements included: elem decides).
-func (d *leadDecoder) array(elem func() bool) bool {
-	if !d.eat('[') {
-		return false
-	}
-	if d.eat(']') {
-		return true
-	}
-	for {
-		d.ws()
-		if !elem() {
-			return false
-		}
-		switch d.peek() {
-		case ',':
-			d.i++
-		case ']':
-			d.i++
-			return true
-		default:
-			return false
-		}
-	}
-}
-
 func (d *leadDecoder) lead(l *engine.Lead) bool {
-	ok := d.fields(leadFields, func(k int) bool {
+	ok := d.Fields(leadFields, func(k int) bool {
 		var ok bool
 		switch k {
 		case 0:
-			l.Key, ok = d.str()
+			l.Key, ok = d.Str()
 		case 1:
-			l.Email, ok = d.str()
+			l.Email, ok = d.Str()
 		case 2:
-			l.Traits, ok = d.object(0)
+			l.Traits, ok = d.Object(0)
 		case 3:
 			var s string
-			s, ok = d.str()
+			s, ok = d.Str()
 			l.Status = engine.LeadStatus(s)
 		case 4:
-			l.Owner, ok = d.str()
+			l.Owner, ok = d.Str()
 		case 5:
-			ok = d.fields(scoreFields, func(k int) bool {
+			ok = d.Fields(scoreFields, func(k int) bool {
 				if k == 0 {
 					var ok bool
-					l.Score.Value, ok = d.float()
+					l.Score.Value, ok = d.Float()
 					return ok
 				}
 				return d.time(&l.Score.At)
 			})
 		case 6:
-			l.Armed, ok = d.bool()
+			l.Armed, ok = d.Bool()
 		case 7:
-			l.Crossings, ok = d.int()
+			l.Crossings, ok = d.Int()
 		case 8:
 			l.Escalation = new(engine.Escalation)
 			ok = d.escalation(l.Escalation)
@@ -693,21 +572,21 @@ func (d *leadDecoder) lead(l *engine.Lead) bool {
 			l.Enrollments, ok = d.enrollments()
 		case 10:
 			l.RuleUse = []engine.RuleUse{}
-			ok = d.array(func() bool {
+			ok = d.Array(func() bool {
 				l.RuleUse = append(l.RuleUse, engine.RuleUse{})
-				if d.null() {
+				if d.Null() {
 					return true
 				}
 				ru := &l.RuleUse[len(l.RuleUse)-1]
-				return d.fields(ruleUseFields, func(k int) bool {
+				return d.Fields(ruleUseFields, func(k int) bool {
 					var ok bool
 					switch k {
 					case 0:
-						ru.Rule, ok = d.str()
+						ru.Rule, ok = d.Str()
 					case 1:
 						ok = d.time(&ru.PeriodStart)
 					case 2:
-						ru.Points, ok = d.float()
+						ru.Points, ok = d.Float()
 					}
 					return ok
 				})
@@ -723,32 +602,31 @@ func (d *leadDecoder) lead(l *engine.Lead) bool {
 		case 15:
 			l.RecentEvents, ok = d.strs()
 		case 16:
-			l.RecentNext, ok = d.int()
+			l.RecentNext, ok = d.Int()
 		case 17:
-			l.TickFailures, ok = d.int()
+			l.TickFailures, ok = d.Int()
 		}
 		return ok
 	})
-	d.ws()
-	return ok && d.i == len(d.b)
+	return ok && d.End()
 }
 
 func (d *leadDecoder) escalation(x *engine.Escalation) bool {
-	return d.fields(escalationFields, func(k int) bool {
+	return d.Fields(escalationFields, func(k int) bool {
 		var ok bool
 		switch k {
 		case 0:
-			x.ID, ok = d.str()
+			x.ID, ok = d.Str()
 		case 1:
-			x.Rep, ok = d.str()
+			x.Rep, ok = d.Str()
 		case 2:
 			ok = d.time(&x.At)
 		case 3:
-			x.Attempt, ok = d.int()
+			x.Attempt, ok = d.Int()
 		case 4:
 			x.Tried, ok = d.strs()
 		case 5:
-			x.AckedBy, ok = d.str()
+			x.AckedBy, ok = d.Str()
 		case 6:
 			ok = d.time(&x.AckedAt)
 		case 7:
@@ -759,31 +637,31 @@ func (d *leadDecoder) escalation(x *engine.Escalation) bool {
 }
 
 func (d *leadDecoder) enrollment(en *engine.Enrollment) bool {
-	return d.fields(enrollmentFields, func(k int) bool {
+	return d.Fields(enrollmentFields, func(k int) bool {
 		var ok bool
 		switch k {
 		case 0:
-			en.ID, ok = d.str()
+			en.ID, ok = d.Str()
 		case 1:
-			en.Sequence, ok = d.str()
+			en.Sequence, ok = d.Str()
 		case 2:
-			en.Version, ok = d.str()
+			en.Version, ok = d.Str()
 		case 3:
-			en.Step, ok = d.str()
+			en.Step, ok = d.Str()
 		case 4:
 			var s string
-			s, ok = d.str()
+			s, ok = d.Str()
 			en.Status = engine.EnrollmentStatus(s)
 		case 5:
 			ok = d.time(&en.NextRunAt)
 		case 6:
-			en.WaitingFor, ok = d.str()
+			en.WaitingFor, ok = d.Str()
 		case 7:
 			ok = d.time(&en.StartedAt)
 		case 8:
 			ok = d.time(&en.EndedAt)
 		case 9:
-			en.Reason, ok = d.str()
+			en.Reason, ok = d.Str()
 		case 10:
 			en.Sent, ok = d.strs()
 		case 11:
@@ -794,46 +672,18 @@ func (d *leadDecoder) enrollment(en *engine.Enrollment) bool {
 			en.SentAt, ok = d.times()
 		case 14:
 			var n int
-			n, ok = d.int()
+			n, ok = d.Int()
 			en.PausedLeft = time.Duration(n)
 		}
 		return ok
 	})
 }
 
-// open consumes the '[' of an array (and its ']' if it is empty) and the
-// whitespace before the first element.
-func (d *leadDecoder) open() (empty, ok bool) {
-	if !d.eat('[') {
-		return false, false
-	}
-	if d.eat(']') {
-		return true, true
-	}
-	d.ws()
-	return false, true
-}
-
-// next consumes what follows an array element: more is true after a
-// comma (and the next element is due), false after the closing bracket.
-func (d *leadDecoder) next() (more, ok bool) {
-	switch d.peek() {
-	case ',':
-		d.i++
-		d.ws()
-		return true, true
-	case ']':
-		d.i++
-		return false, true
-	}
-	return false, false
-}
-
 // The slices below are gathered in a stack buffer and copied out at
 // their final size (one allocation each).
 
 func (d *leadDecoder) strs() ([]string, bool) {
-	empty, ok := d.open()
+	empty, ok := d.Open()
 	if !ok || empty {
 		return []string{}, ok
 	}
@@ -841,13 +691,13 @@ func (d *leadDecoder) strs() ([]string, bool) {
 	out := buf[:0]
 	for more := true; more; {
 		var s string
-		if !d.null() {
-			if s, ok = d.str(); !ok {
+		if !d.Null() {
+			if s, ok = d.Str(); !ok {
 				return nil, false
 			}
 		}
 		out = append(out, s)
-		if more, ok = d.next(); !ok {
+		if more, ok = d.Next(); !ok {
 			return nil, false
 		}
 	}
@@ -855,7 +705,7 @@ func (d *leadDecoder) strs() ([]string, bool) {
 }
 
 func (d *leadDecoder) times() ([]time.Time, bool) {
-	empty, ok := d.open()
+	empty, ok := d.Open()
 	if !ok || empty {
 		return []time.Time{}, ok
 	}
@@ -863,10 +713,10 @@ func (d *leadDecoder) times() ([]time.Time, bool) {
 	out := buf[:0]
 	for more := true; more; {
 		out = append(out, time.Time{})
-		if !d.null() && !d.time(&out[len(out)-1]) {
+		if !d.Null() && !d.time(&out[len(out)-1]) {
 			return nil, false
 		}
-		if more, ok = d.next(); !ok {
+		if more, ok = d.Next(); !ok {
 			return nil, false
 		}
 	}
@@ -874,7 +724,7 @@ func (d *leadDecoder) times() ([]time.Time, bool) {
 }
 
 func (d *leadDecoder) enrollments() ([]*engine.Enrollment, bool) {
-	empty, ok := d.open()
+	empty, ok := d.Open()
 	if !ok || empty {
 		return []*engine.Enrollment{}, ok
 	}
@@ -882,14 +732,14 @@ func (d *leadDecoder) enrollments() ([]*engine.Enrollment, bool) {
 	out := buf[:0]
 	for more := true; more; {
 		var en *engine.Enrollment
-		if !d.null() {
+		if !d.Null() {
 			en = new(engine.Enrollment)
 			if !d.enrollment(en) {
 				return nil, false
 			}
 		}
 		out = append(out, en)
-		if more, ok = d.next(); !ok {
+		if more, ok = d.Next(); !ok {
 			return nil, false
 		}
 	}
@@ -899,270 +749,6 @@ func (d *leadDecoder) enrollments() ([]*engine.Enrollment, bool) {
 // time decodes a string with time.Time.UnmarshalJSON, which is what
 // encoding/json hands the raw literal to.
 func (d *leadDecoder) time(t *time.Time) bool {
-	start := d.i
-	if _, _, ok := d.scanString(); !ok {
-		return false
-	}
-	return t.UnmarshalJSON(d.b[start:d.i]) == nil
-}
-
-// scanString consumes a string literal (validating its escapes) and
-// reports whether it has escapes and whether it has non-ASCII bytes.
-func (d *leadDecoder) scanString() (esc, high, ok bool) {
-	b := d.b
-	i := d.i
-	if i >= len(b) || b[i] != '"' {
-		return false, false, false
-	}
-	for i++; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case c == '"':
-			d.i = i + 1
-			return esc, high, true
-		case c < 0x20:
-			return false, false, false
-		case c == '\\':
-			esc = true
-			i++
-			if i >= len(b) {
-				return false, false, false
-			}
-			switch b[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if len(b)-i < 5 {
-					return false, false, false
-				}
-				for _, h := range b[i+1 : i+5] {
-					if !isHex(h) {
-						return false, false, false
-					}
-				}
-				i += 4
-			default:
-				return false, false, false
-			}
-		case c >= utf8.RuneSelf:
-			high = true
-		}
-	}
-	return false, false, false
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-// str decodes a string literal. Plain ones are copied; ones with escapes
-// or invalid UTF-8 (which encoding/json replaces) are unquoted by
-// encoding/json itself.
-func (d *leadDecoder) str() (string, bool) {
-	start := d.i
-	esc, high, ok := d.scanString()
-	if !ok {
-		return "", false
-	}
-	if raw := d.s[start+1 : d.i-1]; !esc && (!high || utf8.ValidString(raw)) {
-		return raw, true
-	}
-	var s string
-	if json.Unmarshal(d.b[start:d.i], &s) != nil {
-		return "", false
-	}
-	return s, true
-}
-
-func (d *leadDecoder) bool() (bool, bool) {
-	b := d.b[d.i:]
-	switch {
-	case len(b) >= 4 && string(b[:4]) == "true":
-		d.i += 4
-		return true, true
-	case len(b) >= 5 && string(b[:5]) == "false":
-		d.i += 5
-		return false, true
-	}
-	return false, false
-}
-
-// number consumes a JSON number and returns its text.
-func (d *leadDecoder) number() (string, bool) {
-	b := d.b
-	i := d.i
-	start := i
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && '1' <= b[i] && b[i] <= '9':
-		for i++; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
-		}
-	default:
-		return "", false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return "", false
-		}
-		for i++; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return "", false
-		}
-		for i++; i < len(b) && '0' <= b[i] && b[i] <= '9'; i++ {
-		}
-	}
-	d.i = i
-	return d.s[start:i], true
-}
-
-func (d *leadDecoder) float() (float64, bool) {
-	s, ok := d.number()
-	if !ok {
-		return 0, false
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	return f, err == nil
-}
-
-func (d *leadDecoder) int() (int, bool) {
-	s, ok := d.number()
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || int64(int(n)) != n {
-		return 0, false
-	}
-	return int(n), true
-}
-
-// object decodes a JSON object into a map[string]any the way encoding/json
-// does (numbers as float64, a later duplicate key wins).
-func (d *leadDecoder) object(depth int) (map[string]any, bool) {
-	if depth > maxDepth || !d.eat('{') {
-		return nil, false
-	}
-	m := make(map[string]any)
-	if d.eat('}') {
-		return m, true
-	}
-	for {
-		d.ws()
-		k, ok := d.str()
-		if !ok || !d.eat(':') {
-			return nil, false
-		}
-		d.ws()
-		v, ok := d.value(depth + 1)
-		if !ok {
-			return nil, false
-		}
-		m[k] = v
-		switch d.peek() {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			return m, true
-		default:
-			return nil, false
-		}
-	}
-}
-
-// value decodes any JSON value as encoding/json does into an interface{}.
-func (d *leadDecoder) value(depth int) (any, bool) {
-	if d.i >= len(d.b) {
-		return nil, false
-	}
-	switch c := d.b[d.i]; c {
-	case '"':
-		return d.str()
-	case '{':
-		return d.object(depth)
-	case '[':
-		if depth > maxDepth {
-			return nil, false
-		}
-		empty, ok := d.open()
-		if !ok || empty {
-			return make([]any, 0), ok
-		}
-		var buf [8]any
-		out := buf[:0]
-		for more := true; more; {
-			v, ok := d.value(depth + 1)
-			if !ok {
-				return nil, false
-			}
-			out = append(out, v)
-			if more, ok = d.next(); !ok {
-				return nil, false
-			}
-		}
-		return slices.Clone(out), true
-	case 't', 'f':
-		return d.bool()
-	case 'n':
-		return nil, d.null()
-	default:
-		return d.float()
-	}
-}
-
-// skip consumes any JSON value, validating it.
-func (d *leadDecoder) skip(depth int) bool {
-	if d.i >= len(d.b) || depth > maxDepth {
-		return false
-	}
-	switch d.b[d.i] {
-	case '"':
-		_, _, ok := d.scanString()
-		return ok
-	case '{':
-		d.i++
-		if d.eat('}') {
-			return true
-		}
-		for {
-			d.ws()
-			if _, _, ok := d.scanString(); !ok || !d.eat(':') {
-				return false
-			}
-			d.ws()
-			if !d.skip(depth + 1) {
-				return false
-			}
-			switch d.peek() {
-			case ',':
-				d.i++
-			case '}':
-				d.i++
-				return true
-			default:
-				return false
-			}
-		}
-	case '[':
-		return d.array(func() bool { return d.skip(depth + 1) })
-	case 't', 'f':
-		_, ok := d.bool()
-		return ok
-	case 'n':
-		return d.null()
-	default:
-		_, ok := d.number()
-		return ok
-	}
+	raw, ok := d.RawString()
+	return ok && t.UnmarshalJSON(raw) == nil
 }

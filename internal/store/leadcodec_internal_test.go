@@ -34,7 +34,7 @@ func TestLeadCodecFastPath(t *testing.T) {
 	}
 	for _, doc := range []string{string(want), "{}", `{"key":"k","unknown":[{"a":null}]}`,
 		`{"key": "k", "armed": true, "score": {"at": "2026-03-02T09:00:00Z", "value": 1}, "traits": {"a": [1, 2]}}`} {
-		d := leadDecoder{b: []byte(doc), s: doc}
+		d := newLeadDecoder([]byte(doc))
 		if !d.lead(new(engine.Lead)) {
 			t.Fatalf("decoder fell back on %s", doc)
 		}
