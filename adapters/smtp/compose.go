@@ -230,7 +230,21 @@ func (c *Composer) Compose(ctx context.Context, p outbox.EmailPayload) (*Compose
 
 	// HTML: tracked links, preheader, footer, open pixel.
 	unsubPrefix := c.urls.UnsubscribePrefixURL()
-	tracked := func(pos int, target string) string { return c.urls.Click(ref, pos, target) }
+	// Click URLs are signed once per link: the text part reuses those of
+	// the HTML part (same position, same target, same URL).
+	type click struct{ target, url string }
+	var clicks []click
+	tracked := func(pos int, target string) string {
+		if pos < len(clicks) && clicks[pos].target == target && clicks[pos].url != "" {
+			return clicks[pos].url
+		}
+		u := c.urls.Click(ref, pos, target)
+		if pos >= len(clicks) {
+			clicks = append(clicks, make([]click, pos+1-len(clicks))...)
+		}
+		clicks[pos] = click{target, u}
+		return u
+	}
 	var links []string
 	body := r.HTML
 	if c.cfg.DisableTracking {

@@ -11,3 +11,11 @@ func (t *Throttle) DomainBuckets() int {
 
 // SetClock replaces t's clock.
 func (t *Throttle) SetClock(now func() time.Time) { t.now = now }
+
+// Exported for the equivalence tests in equiv_test.go.
+var (
+	HTMLToText            = htmlToText
+	RewriteLinks          = rewriteLinks
+	InsertAfterBodyOpen   = insertAfterBodyOpen
+	InsertBeforeBodyClose = insertBeforeBodyClose
+)
