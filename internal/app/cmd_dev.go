@@ -310,6 +310,16 @@ func dev(ctx context.Context, cfg Config, o devOptions, deps devDeps) (err error
 			observer: multiObserver(observers), mailbox: mb, openPages: loopback(cfg.HTTPAddr), name: "dev", quietChannels: true,
 			tune: func(rc *runner.Config) { scaleRunner(rc, o.speed) },
 			listening: func(addr string) {
+				// The banner is out before the server answers its first
+				// request: whoever sees /readyz answer can read it.
+				printBanner(deps.stdout, bannerInfo{
+					base: "http://" + addr, dataDir: dataDir, content: contentName, sequences: len(bundle.Content.Current),
+					nats: natsURL, natsNote: natsNote, mail: mailNote, hasMailbox: box != nil,
+					token: cfg.APITokens[0], tokenNote: tokenNote, speed: o.speed, now: clock.Now(),
+					demo: o.demo, leads: o.leads, seed: o.seed, startup: time.Since(start),
+					channels: buildChannels(bundle.Notify, deps.getenv, repMail != nil), captured: box != nil,
+					local: loopback(addr),
+				})
 				bound <- addr
 				if deps.listening != nil {
 					deps.listening(addr)
@@ -326,14 +336,6 @@ func dev(ctx context.Context, cfg Config, o devOptions, deps devDeps) (err error
 		case addr = <-bound:
 		}
 		base := "http://" + addr
-		printBanner(deps.stdout, bannerInfo{
-			base: base, dataDir: dataDir, content: contentName, sequences: len(bundle.Content.Current),
-			nats: natsURL, natsNote: natsNote, mail: mailNote, hasMailbox: box != nil,
-			token: cfg.APITokens[0], tokenNote: tokenNote, speed: o.speed, now: clock.Now(),
-			demo: o.demo, leads: o.leads, seed: o.seed, startup: time.Since(start),
-			channels: buildChannels(bundle.Notify, deps.getenv, repMail != nil), captured: box != nil,
-			local: loopback(addr),
-		})
 		if dm == nil {
 			return nil
 		}
