@@ -285,7 +285,7 @@ var workerSettings = struct {
 	batch, parallel, dispatchBatch, dispatchWorkers, smtpPool int
 	sweepEvery, dispatchPoll, fetchWait, duplicates           time.Duration
 }{
-	batch: 500, parallel: 2, dispatchBatch: 64, dispatchWorkers: 64, smtpPool: 4,
+	batch: 500, parallel: 2, dispatchBatch: 64, dispatchWorkers: 8, smtpPool: 4,
 	sweepEvery: time.Second, dispatchPoll: 250 * time.Millisecond, fetchWait: 500 * time.Millisecond,
 	duplicates: 2 * time.Hour,
 }

@@ -410,6 +410,7 @@ func (r *Runner) record(ctx context.Context, outcomes []outcome) error {
 	if len(results) == 0 {
 		return nil
 	}
+	r.publishFollow(ctx, follow)
 	// Keep trying through a database outage of up to a lease (at least
 	// 30s): the outcome is known and must not decay into "unknown". If the
 	// lease ends first, the fenced completion still records the truth
@@ -439,10 +440,47 @@ func (r *Runner) record(ctx context.Context, outcomes []outcome) error {
 			r.logOutcome(ctx, o, stale[o.item.ID])
 		}
 	}
-	if len(follow) > 0 {
-		r.signalDispatch()
+	for _, it := range follow {
+		if it.Status != store.StatusSent {
+			r.signalDispatch() // the dispatcher publishes what publishFollow could not
+			break
+		}
 	}
 	return nil
+}
+
+// publishFollow publishes the follow-up events of sent emails right away,
+// before their outcome commits, and marks them so that they are enqueued
+// already sent: the outbox keeps a record of each without a claim, a
+// delivery and a second recording. An event that cannot be published now
+// stays pending, and the dispatcher publishes it (with its retry policy).
+// Publishing one twice (the recording is retried, or the process dies
+// before the commit) is harmless: JetStream drops a repeated message id
+// within the stream's duplicate window, as for any dispatched event.
+func (r *Runner) publishFollow(ctx context.Context, follow []store.OutboxItem) {
+	if r.cfg.Publisher == nil || len(follow) == 0 {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.DeliverTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range follow {
+		var p outbox.EventPayload
+		if json.Unmarshal(follow[i].Payload, &p) != nil || p.Subject == "" {
+			continue // the dispatcher reports it
+		}
+		wg.Go(func() {
+			if r.cfg.Publisher.Publish(pctx, p.Subject, p.Data, p.ID) == nil {
+				follow[i].Status, follow[i].Attempts = store.StatusSent, 1
+			}
+		})
+	}
+	wg.Wait()
+	for _, it := range follow {
+		if it.Status == store.StatusSent {
+			r.m.sends.WithLabelValues(store.KindEvent, "sent").Inc()
+		}
+	}
 }
 
 func (r *Runner) logOutcome(ctx context.Context, o outcome, stale bool) {

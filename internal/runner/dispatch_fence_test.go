@@ -3,7 +3,9 @@ package runner_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -365,5 +367,72 @@ func TestDispatchLoopPipelines(t *testing.T) {
 		require.Equal(t, want, it.Status, l)
 		require.Len(t, deliveries(t, b, l), 1, l)
 		require.Equal(t, sends, b.mail.count(it.DedupeKey), l)
+	}
+}
+
+// countingPub is a runner.Publisher that fails its first fail publishes
+// and records the message ids it published.
+type countingPub struct {
+	runner.Publisher
+	fail atomic.Int32
+	mu   sync.Mutex
+	ids  []string
+}
+
+func (p *countingPub) Publish(ctx context.Context, subject string, data []byte, id string) error {
+	if p.fail.Add(-1) >= 0 {
+		return errors.New("injected: NATS unavailable")
+	}
+	if err := p.Publisher.Publish(ctx, subject, data, id); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.ids = append(p.ids, id)
+	p.mu.Unlock()
+	return nil
+}
+
+// The email.sent event of a delivered email is published while its
+// outcome is recorded and enqueued already sent (no claim, no delivery
+// entry of its own); when NATS refuses it then, it is enqueued pending
+// and the dispatcher publishes it.
+func TestEmailSentPublishedWithTheRecord(t *testing.T) {
+	t.Parallel()
+	for _, failFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("publish fails first: %v", failFirst), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			pub := &countingPub{Publisher: b.pub}
+			r := b.runner(t, func(c *runner.Config) { c.Publisher = pub })
+			enqueueEmails(t, b, r, "s-1")
+			if failFirst {
+				pub.fail.Store(1)
+			}
+			n, err := r.DispatchOnce(context.Background(), t0)
+			require.NoError(t, err)
+			require.Equal(t, 1, n, "one claim: the email")
+			mail := b.outbox(t, store.KindEmail, "s-1")[0]
+			require.Equal(t, store.StatusSent, mail.Status)
+			ev := b.outbox(t, store.KindEvent, "s-1")
+			require.Len(t, ev, 1)
+			if !failFirst {
+				require.Equal(t, store.StatusSent, ev[0].Status, "published with the record")
+				require.Equal(t, []string{mail.DedupeKey}, pub.ids)
+				require.Zero(t, dispatchAll(t, r, t0), "nothing left to dispatch")
+			} else {
+				require.Equal(t, store.StatusPending, ev[0].Status, "left to the dispatcher")
+				require.Empty(t, pub.ids)
+				require.Equal(t, 1, dispatchAll(t, r, t0))
+				require.Equal(t, store.StatusSent, b.outbox(t, store.KindEvent, "s-1")[0].Status)
+				require.Equal(t, []string{mail.DedupeKey}, pub.ids)
+			}
+			var eventDeliveries int
+			for _, h := range b.history(t, "s-1", "delivery") {
+				if decode[map[string]any](t, h.Data)["kind"] == store.KindEvent {
+					eventDeliveries++
+				}
+			}
+			require.Equal(t, map[bool]int{false: 0, true: 1}[failFirst], eventDeliveries)
+		})
 	}
 }
