@@ -41,6 +41,11 @@ type Config struct {
 	// SMTPPool is the number of SMTP connections each process keeps open
 	// (each carries one message at a time).
 	SMTPPool int
+	// DispatchWorkers is how many outbox deliveries a process has under
+	// way at once, from the hand-off to the receiver's answer: also the
+	// most emails one crash can leave unknown without their having reached
+	// the relay. Eight times as many items are kept in flight.
+	DispatchWorkers int
 	// SendRate caps marketing emails per second, per process (0: no cap).
 	SendRate float64
 	// DomainRate caps marketing emails per minute to one recipient domain,
@@ -120,6 +125,7 @@ const (
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultMaxBody         = 1 << 20
 	DefaultSMTPPool        = 4
+	DefaultDispatchWorkers = 8
 )
 
 // DefaultConfig returns a Config holding every default.
@@ -127,6 +133,7 @@ func DefaultConfig() Config {
 	return Config{
 		HTTPAddr:        DefaultHTTPAddr,
 		SMTPPool:        DefaultSMTPPool,
+		DispatchWorkers: DefaultDispatchWorkers,
 		DataDir:         DefaultDataDir,
 		BatchSize:       DefaultBatchSize,
 		SweepInterval:   DefaultSweepInterval,
@@ -207,6 +214,7 @@ var settings = []setting{
 	strSetting("nats-url", "NURTURE_NATS_URL", "NATS server (empty: "+DefaultNATSURL+")", func(c *Config) *string { return &c.NATSURL }),
 	strSetting("smtp-url", "NURTURE_SMTP_URL", "mail server: smtp://user:pass@host:port or smtps://…", func(c *Config) *string { return &c.SMTPURL }),
 	intSetting("smtp-pool", "NURTURE_SMTP_POOL", "SMTP connections kept open per process", func(c *Config) *int { return &c.SMTPPool }),
+	intSetting("dispatch-workers", "NURTURE_DISPATCH_WORKERS", "outbox deliveries under way at once per process; also the most emails a crash can leave unknown unsent", func(c *Config) *int { return &c.DispatchWorkers }),
 	floatSetting("send-rate", "NURTURE_SEND_RATE", "marketing emails per second, per process (0: no limit)", func(c *Config) *float64 { return &c.SendRate }),
 	floatSetting("domain-rate", "NURTURE_DOMAIN_RATE", "marketing emails per minute to one recipient domain, per process (0: no limit)", func(c *Config) *float64 { return &c.DomainRate }),
 	strSetting("http-addr", "NURTURE_HTTP_ADDR", "listen address of the HTTP server", func(c *Config) *string { return &c.HTTPAddr }),
@@ -372,6 +380,9 @@ func (c *Config) validate() error {
 	}
 	if c.SMTPPool < 1 || c.SMTPPool > 100 {
 		bad("NURTURE_SMTP_POOL", "%d, want 1 to 100", c.SMTPPool)
+	}
+	if c.DispatchWorkers < 1 || c.DispatchWorkers > 256 {
+		bad("NURTURE_DISPATCH_WORKERS", "%d, want 1 to 256", c.DispatchWorkers)
 	}
 	if c.SendRate < 0 || math.IsNaN(c.SendRate) || math.IsInf(c.SendRate, 0) {
 		bad("NURTURE_SEND_RATE", "%v, want 0 (no limit) or a positive number of emails per second", c.SendRate)

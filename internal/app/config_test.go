@@ -60,12 +60,13 @@ func TestConfigPrecedence(t *testing.T) {
 			name: "env over default",
 			env: map[string]string{
 				"NURTURE_HTTP_ADDR": "0.0.0.0:9090", "NURTURE_BATCH_SIZE": "50", "NURTURE_SWEEP_INTERVAL": "250ms",
-				"NURTURE_RESEND_UNKNOWN": "true", "NURTURE_API_TOKENS": "tok-aaaaaaaa,tok-bbbbbbbb",
+				"NURTURE_RESEND_UNKNOWN": "true", "NURTURE_API_TOKENS": "tok-aaaaaaaa,tok-bbbbbbbb", "NURTURE_DISPATCH_WORKERS": "16",
 				"NURTURE_DATABASE_URL": "postgres://u@db/nurture", "NURTURE_PUBLIC_URL": "https://n.example.com/",
 			},
 			check: func(t *testing.T, c Config) {
 				require.Equal(t, "0.0.0.0:9090", c.HTTPAddr)
 				require.Equal(t, 50, c.BatchSize)
+				require.Equal(t, 16, c.DispatchWorkers)
 				require.Equal(t, 250*time.Millisecond, c.SweepInterval)
 				require.True(t, c.ResendUnknown)
 				require.Equal(t, []string{"tok-aaaaaaaa", "tok-bbbbbbbb"}, c.APITokens)
@@ -103,7 +104,7 @@ func TestConfigPrecedence(t *testing.T) {
 		{
 			name:    "invalid values are all reported",
 			env:     map[string]string{"NURTURE_BATCH_SIZE": "0", "NURTURE_SECRET": "short", "NURTURE_DATABASE_URL": "mysql://x"},
-			args:    []string{"--log-format", "xml", "--dkim-selector", "s1"},
+			args:    []string{"--log-format", "xml", "--dkim-selector", "s1", "--dispatch-workers", "0"},
 			wantErr: "NURTURE_BATCH_SIZE",
 			check:   nil,
 		},
@@ -115,7 +116,7 @@ func TestConfigPrecedence(t *testing.T) {
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
 				if tt.name == "invalid values are all reported" {
-					for _, want := range []string{"NURTURE_SECRET", "NURTURE_DATABASE_URL", "NURTURE_LOG_FORMAT", "NURTURE_DKIM"} {
+					for _, want := range []string{"NURTURE_SECRET", "NURTURE_DATABASE_URL", "NURTURE_LOG_FORMAT", "NURTURE_DKIM", "NURTURE_DISPATCH_WORKERS"} {
 						require.ErrorContains(t, err, want)
 					}
 				}

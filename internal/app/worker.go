@@ -115,7 +115,7 @@ func runWorker(ctx context.Context, w worker) error {
 		Publisher: w.conn.Publisher(natsadapter.Source), Handlers: handlers, Channels: ec.channels,
 		Logger: log, Registerer: w.reg, Observer: w.observer, Now: w.now,
 		BatchSize: cfg.BatchSize, SweepInterval: cfg.SweepInterval, SweepBatch: cfg.BatchSize,
-		GiveUp: cfg.GiveUpAfter, ResendUnknown: cfg.ResendUnknown,
+		GiveUp: cfg.GiveUpAfter, ResendUnknown: cfg.ResendUnknown, DispatchWorkers: cfg.DispatchWorkers,
 		// Processed ids must outlive everything the stream can replay.
 		StreamMaxAge:   cfg.StreamMaxAge,
 		EventRetention: max(7*24*time.Hour, cfg.DuplicateWindow, cfg.StreamMaxAge+runner.RetentionMargin),
