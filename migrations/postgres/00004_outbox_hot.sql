@@ -8,7 +8,9 @@
 --   a few hundred at most, so filtering them on lease_until is cheap.
 -- * The payload becomes json instead of jsonb: it is written once, read
 --   whole by the dispatcher and never queried into, so jsonb's parse on
---   insert and re-serialisation on every claim are pure cost.
+--   insert and re-serialisation on every claim are pure cost. Changing the
+--   column type rewrites the outbox table once, under an exclusive lock:
+--   on a large outbox, run `nurture migrate` while workers are stopped.
 
 -- +goose Up
 CREATE INDEX outbox_sending ON outbox (id) WHERE status = 'sending';
