@@ -123,8 +123,8 @@ func (r *Runner) addEscalation(w *writes, lead *engine.Lead, now time.Time, e en
 			"escalation": e.ID, "rep": e.Rep, "attempt": e.Attempt, "score": e.Score, "reason": e.Reason,
 		},
 	}
-	if item, ok := r.eventItem(lead.Key, SubjectEscalated, ev, now); ok {
-		w.items = append(w.items, item)
+	if p, ok := r.eventPayload(lead.Key, SubjectEscalated, ev); ok {
+		w.items = append(w.items, eventItem(lead.Key, p, now))
 	}
 }
 
@@ -138,17 +138,22 @@ func EscalationEventID(e engine.Escalated) string {
 	return fmt.Sprintf("%s/%d", e.ID, e.Attempt)
 }
 
-// eventItem builds the KindEvent outbox item publishing ev on subject.
-func (r *Runner) eventItem(leadKey, subject string, ev *engine.Event, now time.Time) (store.OutboxItem, bool) {
+// eventPayload encodes ev as the CloudEvent to publish on subject.
+func (r *Runner) eventPayload(leadKey, subject string, ev *engine.Event) (outbox.EventPayload, bool) {
 	data, err := cloudevent.Encode(ev, r.cfg.Source)
 	if err != nil {
 		r.log.Error("encode emitted event", "event_id", ev.ID, "lead_id", redact(leadKey), "err", redactErr(err))
-		return store.OutboxItem{}, false
+		return outbox.EventPayload{}, false
 	}
+	return outbox.EventPayload{Subject: subject, ID: ev.ID, Data: data}, true
+}
+
+// eventItem is the KindEvent outbox item publishing p.
+func eventItem(leadKey string, p outbox.EventPayload, now time.Time) store.OutboxItem {
 	return store.OutboxItem{
-		Kind: store.KindEvent, DedupeKey: "event/" + subject + "/" + ev.ID, LeadKey: leadKey, NextAttemptAt: now,
-		Payload: mustJSON(outbox.EventPayload{Subject: subject, ID: ev.ID, Data: data}),
-	}, true
+		Kind: store.KindEvent, DedupeKey: "event/" + p.Subject + "/" + p.ID, LeadKey: leadKey, NextAttemptAt: now,
+		Payload: mustJSON(p),
+	}
 }
 
 // echoEngagement republishes applied engagement events (email.opened,
@@ -160,8 +165,8 @@ func (r *Runner) echoEngagement(w *writes, ev *engine.Event, now time.Time) {
 	}
 	echo := *ev
 	echo.Email = "" // downstream gets the lead key, not the address
-	if item, ok := r.eventItem(ev.Lead, cloudevent.Subject(SubjectPrefix, ev.Type), &echo, now); ok {
-		w.items = append(w.items, item)
+	if p, ok := r.eventPayload(ev.Lead, cloudevent.Subject(SubjectPrefix, ev.Type), &echo); ok {
+		w.items = append(w.items, eventItem(ev.Lead, p, now))
 	}
 }
 

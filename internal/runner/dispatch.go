@@ -110,14 +110,8 @@ func reserve(ctx context.Context, slots chan struct{}, want int) int {
 		return 0
 	}
 	got := 1
-	for got < want {
-		select {
-		case slots <- struct{}{}:
-			got++
-			continue
-		default:
-		}
-		break
+	for got < want && tryTake(slots) {
+		got++
 	}
 	if enough := max(1, want/4); got < enough && len(slots) > got {
 		linger := time.NewTimer(2 * time.Millisecond)
@@ -136,6 +130,16 @@ func reserve(ctx context.Context, slots chan struct{}, want int) int {
 	return got
 }
 
+// tryTake takes a free slot if there is one.
+func tryTake(slots chan struct{}) bool {
+	select {
+	case slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
 // claimLimit is how many items one claim takes: at most half of the
 // items allowed in flight, so the next claim overlaps the deliveries of
 // the previous one.
@@ -151,8 +155,8 @@ func (r *Runner) claim(ctx context.Context, now time.Time, limit int) ([]store.O
 
 // DispatchOnce claims up to claimLimit due outbox items, delivers them
 // concurrently (at most DispatchWorkers past their hand-off at once) and
-// records the outcomes: a turn of the dispatch loop, run to completion. It returns how many items it claimed.
-// Deliveries run to completion (within DeliverTimeout) even if ctx is
+// records the outcomes: a turn of the dispatch loop, run to completion.
+// It returns how many items it claimed. Deliveries run to completion (within DeliverTimeout) even if ctx is
 // cancelled after the claim; items not yet handed off when the runner
 // stops are released.
 func (r *Runner) DispatchOnce(ctx context.Context, now time.Time) (int, error) {
@@ -392,6 +396,7 @@ type deliveryEntry struct {
 // "unknown" because of a short database blip.
 func (r *Runner) record(ctx context.Context, outcomes []outcome) error {
 	var follow []store.OutboxItem
+	var pubs []outbox.EventPayload // follow[i] publishes pubs[i]
 	var results []store.OutboxResult
 	for _, o := range outcomes {
 		if o.skip {
@@ -402,15 +407,16 @@ func (r *Runner) record(ctx context.Context, outcomes []outcome) error {
 		}
 		results = append(results, o.result)
 		if o.item.Kind == store.KindEmail && o.class == "sent" {
-			if item, ok := r.sentEvent(o.item, o.result.At); ok {
-				follow = append(follow, item)
+			if p, ok := r.sentEvent(o.item, o.result.At); ok {
+				follow = append(follow, eventItem(o.item.LeadKey, p, o.result.At))
+				pubs = append(pubs, p)
 			}
 		}
 	}
 	if len(results) == 0 {
 		return nil
 	}
-	r.publishFollow(ctx, follow)
+	r.publishFollow(ctx, follow, pubs)
 	// Keep trying through a database outage of up to a lease (at least
 	// 30s): the outcome is known and must not decay into "unknown". If the
 	// lease ends first, the fenced completion still records the truth
@@ -457,18 +463,14 @@ func (r *Runner) record(ctx context.Context, outcomes []outcome) error {
 // Publishing one twice (the recording is retried, or the process dies
 // before the commit) is harmless: JetStream drops a repeated message id
 // within the stream's duplicate window, as for any dispatched event.
-func (r *Runner) publishFollow(ctx context.Context, follow []store.OutboxItem) {
+func (r *Runner) publishFollow(ctx context.Context, follow []store.OutboxItem, pubs []outbox.EventPayload) {
 	if r.cfg.Publisher == nil || len(follow) == 0 {
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.DeliverTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	for i := range follow {
-		var p outbox.EventPayload
-		if json.Unmarshal(follow[i].Payload, &p) != nil || p.Subject == "" {
-			continue // the dispatcher reports it
-		}
+	for i, p := range pubs {
 		wg.Go(func() {
 			if r.cfg.Publisher.Publish(pctx, p.Subject, p.Data, p.ID) == nil {
 				follow[i].Status, follow[i].Attempts = store.StatusSent, 1
@@ -563,10 +565,10 @@ func (r *Runner) recordOnce(ctx context.Context, follow []store.OutboxItem, outc
 
 // sentEvent is the nurture.email.sent event of a delivered email; its id
 // is the send id.
-func (r *Runner) sentEvent(it store.OutboxItem, at time.Time) (store.OutboxItem, bool) {
+func (r *Runner) sentEvent(it store.OutboxItem, at time.Time) (outbox.EventPayload, bool) {
 	var p outbox.EmailPayload
 	if err := json.Unmarshal(it.Payload, &p); err != nil {
-		return store.OutboxItem{}, false
+		return outbox.EventPayload{}, false
 	}
 	ev := &engine.Event{
 		ID: p.Send.SendID, Type: engine.EventEmailSent, Lead: it.LeadKey, Time: at,
@@ -575,7 +577,7 @@ func (r *Runner) sentEvent(it store.OutboxItem, at time.Time) (store.OutboxItem,
 			"version": p.Send.Version, "step": p.Send.Step, "template": p.Send.Template,
 		},
 	}
-	return r.eventItem(it.LeadKey, SubjectEmailSent, ev, at)
+	return r.eventPayload(it.LeadKey, SubjectEmailSent, ev)
 }
 
 // RecoverLeasesOnce settles, in one store statement, outbox items whose
