@@ -169,14 +169,8 @@ func (d *Decoder) Fields(names []string, field func(k int) bool) bool {
 				return false
 			}
 		}
-		switch d.Peek() {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			return true
-		default:
-			return false
+		if more, ok := d.nextMember(); !more {
+			return ok
 		}
 	}
 }
@@ -230,6 +224,20 @@ func (d *Decoder) Next() (more, ok bool) {
 		d.WS()
 		return true, true
 	case ']':
+		d.i++
+		return false, true
+	}
+	return false, false
+}
+
+// nextMember consumes what follows an object member: more is true after a
+// comma, false after the closing brace.
+func (d *Decoder) nextMember() (more, ok bool) {
+	switch d.Peek() {
+	case ',':
+		d.i++
+		return true, true
+	case '}':
 		d.i++
 		return false, true
 	}
@@ -431,14 +439,11 @@ func (d *Decoder) Object(depth int) (map[string]any, bool) {
 			return nil, false
 		}
 		m[k] = v
-		switch d.Peek() {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
+		if more, ok := d.nextMember(); !more {
+			if !ok {
+				return nil, false
+			}
 			return m, true
-		default:
-			return nil, false
 		}
 	}
 }
@@ -508,14 +513,8 @@ func (d *Decoder) Skip(depth int) bool {
 			if !d.Skip(depth + 1) {
 				return false
 			}
-			switch d.Peek() {
-			case ',':
-				d.i++
-			case '}':
-				d.i++
-				return true
-			default:
-				return false
+			if more, ok := d.nextMember(); !more {
+				return ok
 			}
 		}
 	case '[':
