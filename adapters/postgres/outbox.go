@@ -41,13 +41,26 @@ func (s *Store) ClaimOutbox(ctx context.Context, p store.ClaimParams) ([]store.O
 	if kinds == nil {
 		kinds = []string{}
 	}
-	rows, err := s.pool.Query(ctx, qClaimOutbox, p.Now, kinds, p.Limit, p.Now.Add(p.Lease))
+	// One round trip, one implicit transaction: the planner setting
+	// holds for the claim only.
+	b := &pgx.Batch{}
+	b.Queue(qOrderedScan)
+	b.Queue(qClaimOutbox, p.Now, kinds, p.Limit, p.Now.Add(p.Lease))
+	br := s.pool.SendBatch(ctx, b)
+	defer func() { _ = br.Close() }()
+	if _, err := br.Exec(); err != nil {
+		return nil, translate("claim outbox", err)
+	}
+	rows, err := br.Query()
 	if err != nil {
 		return nil, translate("claim outbox", err)
 	}
 	items, err := collect(rows, "claim outbox", scanOutbox)
 	if err != nil {
 		return nil, err
+	}
+	if err := br.Close(); err != nil {
+		return nil, translate("claim outbox", err)
 	}
 	slices.SortFunc(items, func(a, b store.OutboxItem) int {
 		if c := a.NextAttemptAt.Compare(b.NextAttemptAt); c != 0 {

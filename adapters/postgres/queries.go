@@ -103,6 +103,14 @@ ON CONFLICT (email) DO NOTHING`
 
 	outboxColumns = `id, kind, dedupe_key, lead_key, payload, status, attempts, next_attempt_at, lease_until, last_error, created_at, updated_at, handed_at, deferred_us`
 
+	// qOrderedScan, run in the claim's transaction, makes the planner
+	// read due items in index order and stop at the limit. Without it,
+	// when the statistics predate a burst of enqueued items (a campaign,
+	// a timer backlog), it estimates a handful of due rows and plans a
+	// bitmap scan of every due item plus a sort: each claim then reads the
+	// whole backlog, and draining a backlog of n items costs O(n²).
+	qOrderedScan = `SELECT set_config('enable_sort', 'off', true)`
+
 	// qClaimOutbox leases due items. cardinality($2) = 0 means every kind.
 	qClaimOutbox = `
 WITH due AS (
