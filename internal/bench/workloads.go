@@ -256,6 +256,9 @@ WHERE kind = 'email' AND status = 'pending'
 	defer func() { _ = mailer.Close() }()
 	w, err := r.newWorker(ctx, r.st, false, func(c *runner.Config) {
 		c.Handlers = map[string]outbox.Handler{store.KindEmail: mailer}
+		// As in `nurture serve`: each sent email's nurture.email.sent
+		// event is published with its outcome.
+		c.Publisher = r.conn.Publisher(natsadapter.Source)
 	})
 	if err != nil {
 		return err
@@ -287,7 +290,7 @@ WHERE kind = 'email' AND status = 'pending'
 	rate := m.rate(int64(s))
 	row := m.row(Row{Workload: "sends", Name: "Sends: outbox → dispatcher → go-mail → SMTP sink", Value: rate, Unit: "emails/s",
 		Limit: r.lim.smtp, LimitName: "go-mail limit", Goal: "≥ 4,000/s and ≥ 0.7 of limit",
-		Note: fmt.Sprintf("%d SMTP connections; %s", workerSettings.smtpPool, w.dispatchNote())}, int64(s))
+		Note: fmt.Sprintf("%d SMTP connections; nurture.email.sent published per email; %s", workerSettings.smtpPool, w.dispatchNote())}, int64(s))
 	row.Verdict = verdict(rate >= goalSends && r.lim.smtp > 0 && rate/r.lim.smtp >= goalSendsRatio)
 	r.add(row)
 	return nil

@@ -212,7 +212,7 @@ func (r *Runner) preSend(ctx context.Context, it store.OutboxItem, now time.Time
 	}
 	h := store.HandOff{ID: it.ID, Attempts: it.Attempts}
 	if it.Kind == store.KindEmail {
-		var p outbox.EmailPayload
+		var p emailHead
 		// A broken payload is the handler's to report (permanent).
 		if json.Unmarshal(it.Payload, &p) == nil {
 			if p.To == "" {
@@ -416,7 +416,7 @@ func (r *Runner) record(ctx context.Context, outcomes []outcome) error {
 	if len(results) == 0 {
 		return nil
 	}
-	r.publishFollow(ctx, follow, pubs)
+	follow = r.publishFollow(ctx, follow, pubs)
 	// Keep trying through a database outage of up to a lease (at least
 	// 30s): the outcome is known and must not decay into "unknown". If the
 	// lease ends first, the fenced completion still records the truth
@@ -446,43 +446,42 @@ func (r *Runner) record(ctx context.Context, outcomes []outcome) error {
 			r.logOutcome(ctx, o, stale[o.item.ID])
 		}
 	}
-	for _, it := range follow {
-		if it.Status != store.StatusSent {
-			r.signalDispatch() // the dispatcher publishes what publishFollow could not
-			break
-		}
+	if len(follow) > 0 {
+		r.signalDispatch() // the dispatcher publishes what publishFollow could not
 	}
 	return nil
 }
 
 // publishFollow publishes the follow-up events of sent emails right away,
-// before their outcome commits, and marks them so that they are enqueued
-// already sent: the outbox keeps a record of each without a claim, a
-// delivery and a second recording. An event that cannot be published now
-// stays pending, and the dispatcher publishes it (with its retry policy).
-// Publishing one twice (the recording is retried, or the process dies
-// before the commit) is harmless: JetStream drops a repeated message id
-// within the stream's duplicate window, as for any dispatched event.
-func (r *Runner) publishFollow(ctx context.Context, follow []store.OutboxItem, pubs []outbox.EventPayload) {
+// before their outcome commits, and returns the ones it could not publish:
+// only those are enqueued (pending), for the dispatcher to publish with its
+// retry policy. A published event needs no outbox row, claim or delivery
+// of its own; JetStream holds it, and the email's delivery entry in the
+// lead's history records the send. Publishing one twice (the recording is
+// retried, or the process dies before the commit) is harmless: JetStream
+// drops a repeated message id within the stream's duplicate window, as for
+// any dispatched event.
+func (r *Runner) publishFollow(ctx context.Context, follow []store.OutboxItem, pubs []outbox.EventPayload) []store.OutboxItem {
 	if r.cfg.Publisher == nil || len(follow) == 0 {
-		return
+		return follow
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.DeliverTimeout)
 	defer cancel()
+	published := make([]bool, len(pubs))
 	var wg sync.WaitGroup
 	for i, p := range pubs {
-		wg.Go(func() {
-			if r.cfg.Publisher.Publish(pctx, p.Subject, p.Data, p.ID) == nil {
-				follow[i].Status, follow[i].Attempts = store.StatusSent, 1
-			}
-		})
+		wg.Go(func() { published[i] = r.cfg.Publisher.Publish(pctx, p.Subject, p.Data, p.ID) == nil })
 	}
 	wg.Wait()
-	for _, it := range follow {
-		if it.Status == store.StatusSent {
+	left := follow[:0]
+	for i, it := range follow {
+		if published[i] {
 			r.m.sends.WithLabelValues(store.KindEvent, "sent").Inc()
+			continue
 		}
+		left = append(left, it)
 	}
+	return left
 }
 
 func (r *Runner) logOutcome(ctx context.Context, o outcome, stale bool) {
@@ -500,7 +499,7 @@ func (r *Runner) logOutcome(ctx context.Context, o outcome, stale bool) {
 		attrs = append(attrs, "stale", true)
 	}
 	if o.item.Kind == store.KindEmail {
-		var p outbox.EmailPayload
+		var p emailHead
 		if json.Unmarshal(o.item.Payload, &p) == nil {
 			attrs = append(attrs, "sequence", p.Send.Sequence, "step", p.Send.Step)
 		}
@@ -522,7 +521,7 @@ func (r *Runner) recordOnce(ctx context.Context, follow []store.OutboxItem, outc
 		}
 		email := o.suppress.Email
 		if email == "" {
-			var p outbox.EmailPayload
+			var p emailHead
 			if json.Unmarshal(o.item.Payload, &p) == nil {
 				email = p.To
 			}
@@ -563,10 +562,18 @@ func (r *Runner) recordOnce(ctx context.Context, follow []store.OutboxItem, outc
 	return stale, err
 }
 
+// emailHead is the part of an email's payload (outbox.EmailPayload) the
+// dispatcher reads; the lead's traits, most of the payload, are left to
+// the handler, so decoding this much is cheap.
+type emailHead struct {
+	Send engine.SendEmail `json:"send"`
+	To   string           `json:"to"`
+}
+
 // sentEvent is the nurture.email.sent event of a delivered email; its id
 // is the send id.
 func (r *Runner) sentEvent(it store.OutboxItem, at time.Time) (outbox.EventPayload, bool) {
-	var p outbox.EmailPayload
+	var p emailHead
 	if err := json.Unmarshal(it.Payload, &p); err != nil {
 		return outbox.EventPayload{}, false
 	}
