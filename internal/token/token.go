@@ -23,7 +23,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
+	"sync"
 )
 
 // Well-known purposes.
@@ -53,12 +55,18 @@ type Key struct {
 	Secret []byte
 }
 
-// Signer signs with its first key and verifies with all of them. It is
-// immutable and safe for concurrent use.
+// Signer signs with its first key and verifies with all of them. Its keys
+// are fixed at New; it is safe for concurrent use.
 type Signer struct {
 	keys []Key
 	byID map[string][]byte
+	// macs caches, per key id and purpose, a pool of HMACs already keyed
+	// with the derived per-purpose key: deriving the key and keying an
+	// HMAC cost more than signing a short payload.
+	macs sync.Map // macSlot → *sync.Pool of hash.Hash
 }
+
+type macSlot struct{ id, purpose string }
 
 // New returns a Signer. keys[0] signs; all keys verify.
 func New(keys ...Key) (*Signer, error) {
@@ -171,15 +179,24 @@ func (s *Signer) Verify(purpose, tok string) ([]byte, error) {
 // mac computes the truncated HMAC. The key is derived per purpose so that a
 // signature for one purpose says nothing about another.
 func (s *Signer) mac(secret []byte, purpose, id string, payload []byte) []byte {
-	dk := hmac.New(sha256.New, secret)
-	dk.Write([]byte("nurture-token-key/v1\x00"))
-	dk.Write([]byte(purpose))
-	h := hmac.New(sha256.New, dk.Sum(nil))
+	slot := macSlot{id, purpose}
+	v, ok := s.macs.Load(slot)
+	if !ok {
+		dk := hmac.New(sha256.New, secret)
+		dk.Write([]byte("nurture-token-key/v1\x00"))
+		dk.Write([]byte(purpose))
+		key := dk.Sum(nil)
+		v, _ = s.macs.LoadOrStore(slot, &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }})
+	}
+	pool := v.(*sync.Pool)
+	h := pool.Get().(hash.Hash)
+	defer pool.Put(h)
+	h.Reset()
 	h.Write([]byte("v1\x00"))
 	h.Write([]byte(purpose))
 	h.Write([]byte{0})
 	h.Write([]byte(id))
 	h.Write([]byte{0})
 	h.Write(payload)
-	return h.Sum(nil)[:macLen]
+	return h.Sum(make([]byte, 0, sha256.Size))[:macLen]
 }
