@@ -57,7 +57,7 @@ func (r *Runner) dispatchLoop(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
 		want := r.claimLimit()
-		got := reserve(ctx, slots, want)
+		got := reserve(ctx, slots, want, claimLinger)
 		if got == 0 {
 			return nil // cancelled
 		}
@@ -100,10 +100,13 @@ func (r *Runner) dispatchLoop(ctx context.Context) error {
 }
 
 // reserve takes between 1 and want slots for a claim: it waits for the
-// first, then takes what is free. While few are free it lingers briefly
-// for more, so a busy pipeline claims in groups rather than one by one.
-// It returns 0 when ctx ends first.
-func reserve(ctx context.Context, slots chan struct{}, want int) int {
+// first, then takes what is free. With fewer than half of want free (the
+// pipeline is busy: most items are still in flight), it waits up to linger
+// for that half, so a busy pipeline claims in groups rather than an item
+// at a time: a claim costs a statement whatever its size, and the items
+// still in flight keep the deliveries busy meanwhile. It returns 0 when
+// ctx ends before the first slot.
+func reserve(ctx context.Context, slots chan struct{}, want int, linger time.Duration) int {
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
@@ -113,22 +116,27 @@ func reserve(ctx context.Context, slots chan struct{}, want int) int {
 	for got < want && tryTake(slots) {
 		got++
 	}
-	if enough := max(1, want/4); got < enough && len(slots) > got {
-		linger := time.NewTimer(2 * time.Millisecond)
-		defer linger.Stop()
-		for got < enough {
-			select {
-			case slots <- struct{}{}:
-				got++
-			case <-linger.C:
-				return got
-			case <-ctx.Done():
-				return got
-			}
+	enough := max(1, want/2)
+	if got >= enough {
+		return got
+	}
+	t := time.NewTimer(linger)
+	defer t.Stop()
+	for got < enough {
+		select {
+		case slots <- struct{}{}:
+			got++
+		case <-t.C:
+			return got
+		case <-ctx.Done():
+			return got
 		}
 	}
 	return got
 }
+
+// claimLinger bounds how long a busy pipeline waits to claim a group.
+const claimLinger = 20 * time.Millisecond
 
 // tryTake takes a free slot if there is one.
 func tryTake(slots chan struct{}) bool {
