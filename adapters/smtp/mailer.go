@@ -236,7 +236,7 @@ func (m *Mailer) Deliver(ctx context.Context, item store.OutboxItem) error {
 }
 
 // DeliverChecked implements outbox.CheckedHandler: check runs after the
-// throttle wait, right before the message is composed and sent.
+// throttle wait and the composition, right before the message is sent.
 func (m *Mailer) DeliverChecked(ctx context.Context, item store.OutboxItem, check func(ctx context.Context) error) error {
 	if item.Kind != store.KindEmail {
 		return fmt.Errorf("smtp: deliver item %d: kind %q: %w", item.ID, item.Kind, outbox.ErrPermanent)
@@ -252,15 +252,18 @@ func (m *Mailer) DeliverChecked(ctx context.Context, item store.OutboxItem, chec
 		}
 		return fmt.Errorf("smtp: deliver send %s: %w", p.Send.SendID, err)
 	}
-	if check != nil {
-		if err := check(ctx); err != nil {
-			return err
-		}
-	}
+	// Composed before the check: the check takes one of the dispatcher's
+	// delivery slots and marks the hand-off, and the slot is held until
+	// the send ends, so the handed-off window is the SMTP exchange alone.
 	msg, err := m.compose.Compose(ctx, p)
 	if err != nil {
 		m.cfg.Observe("permanent")
 		return fmt.Errorf("smtp: deliver send %s: %w: %w", p.Send.SendID, err, outbox.ErrPermanent)
+	}
+	if check != nil {
+		if err := check(ctx); err != nil {
+			return err
+		}
 	}
 	err = m.Send(ctx, msg)
 	outcome := outcomeOf(err)
