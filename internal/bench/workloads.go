@@ -296,6 +296,45 @@ WHERE kind = 'email' AND status = 'pending'
 	return nil
 }
 
+// escalationStages splits the escalation latency at the notification's
+// outbox row: published → applied (the row's creation, in the batch that
+// applied the event), applied → handed off (commit, dispatcher, claim,
+// hand-off), handed off → received (signing and the POST). It reports the
+// p99 of each stage, so a tail can be placed.
+func (r *run) escalationStages(ctx context.Context, pubAt, got map[string]time.Time) (string, error) {
+	rows, err := r.pool.Query(ctx, `SELECT lead_key, created_at, handed_at FROM outbox WHERE kind = $1 AND handed_at IS NOT NULL`, store.KindNotifyWebhook)
+	if err != nil {
+		return "", fmt.Errorf("stages: %w", err)
+	}
+	defer rows.Close()
+	var applied, dispatched, posted []time.Duration
+	var worst [3]time.Duration
+	for rows.Next() {
+		var lead string
+		var created, handed time.Time
+		if err := rows.Scan(&lead, &created, &handed); err != nil {
+			return "", fmt.Errorf("stages: %w", err)
+		}
+		p, okP := pubAt[lead]
+		a, okA := got[lead]
+		if !okP || !okA {
+			continue
+		}
+		applied = append(applied, created.Sub(p))
+		dispatched = append(dispatched, handed.Sub(created))
+		posted = append(posted, a.Sub(handed))
+		if a.Sub(p) > worst[0]+worst[1]+worst[2] {
+			worst = [3]time.Duration{created.Sub(p), handed.Sub(created), a.Sub(handed)}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("stages: %w", err)
+	}
+	return fmt.Sprintf("p99 by stage: published → applied %.1f ms, applied → handed off %.1f ms, handed off → received %.1f ms; slowest: %.1f + %.1f + %.1f ms",
+		ms(percentile(applied, 0.99)), ms(percentile(dispatched, 0.99)), ms(percentile(posted, 0.99)),
+		ms(worst[0]), ms(worst[1]), ms(worst[2])), nil
+}
+
 func (r *run) escalation(ctx context.Context) error {
 	// Nothing else may be due in the outbox: the latency is the
 	// escalation's own.
@@ -387,6 +426,11 @@ func (r *run) escalation(ctx context.Context) error {
 	achieved := float64(total) / sent.Seconds()
 	note := fmt.Sprintf("%d escalations among %d events at %.0f events/s; dispatcher woken on commit (poll 250ms), fetch wait 500ms when idle",
 		len(lats), total, achieved)
+	stages, err := r.escalationStages(ctx, pubAt, got)
+	if err != nil {
+		return fmt.Errorf("escalation: %w", err)
+	}
+	note += "; " + stages
 	p50, p99 := percentile(lats, 0.5), percentile(lats, 0.99)
 	r.add(Row{Workload: "escalation.p50", Name: "Escalation: event published → signed webhook received, p50", Value: ms(p50), Unit: "ms",
 		Count: int64(len(lats)), Note: note})
