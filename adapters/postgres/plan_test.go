@@ -43,11 +43,8 @@ func TestPlanCacheMode(t *testing.T) {
 func TestClaimPlanStopsAtTheLimit(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s, err := Open(ctx, scratchURL(t))
-	require.NoError(t, err)
-	defer s.Close()
-	require.NoError(t, s.Migrate(ctx))
-	_, err = s.pool.Exec(ctx, "ANALYZE outbox")
+	s := scratchStore(t)
+	_, err := s.pool.Exec(ctx, "ANALYZE outbox")
 	require.NoError(t, err)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	items := make([]store.OutboxItem, 5000)

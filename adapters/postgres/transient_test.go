@@ -17,19 +17,27 @@ func scratchURL(t *testing.T) string {
 	return testdb.New(t)
 }
 
+// scratchStore opens a migrated store on a scratch database, closed at
+// the end of t.
+func scratchStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), scratchURL(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	require.NoError(t, s.Migrate(t.Context()))
+	return s
+}
+
 // TestTransientOnKilledConnection: a transaction whose server backend is
 // terminated mid-flight fails with store.ErrTransient, and the store keeps
 // working afterwards (the pool replaces the connection).
 func TestTransientOnKilledConnection(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s, err := Open(ctx, scratchURL(t))
-	require.NoError(t, err)
-	defer s.Close()
-	require.NoError(t, s.Migrate(ctx))
+	s := scratchStore(t)
 
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	err = s.InTx(ctx, func(ctx context.Context, stx store.Tx) error {
+	err := s.InTx(ctx, func(ctx context.Context, stx store.Tx) error {
 		var pid int32
 		if err := stx.(*tx).tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 			return err
@@ -72,10 +80,7 @@ func TestOpenUnreachable(t *testing.T) {
 func TestMigrateDown(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s, err := Open(ctx, scratchURL(t))
-	require.NoError(t, err)
-	defer s.Close()
-	require.NoError(t, s.Migrate(ctx))
+	s := scratchStore(t)
 	db := stdlibDB(s)
 	defer db.Close()
 	p, err := newProvider(db)
