@@ -374,9 +374,10 @@ func TestDispatchLoopPipelines(t *testing.T) {
 // and records the message ids it published.
 type countingPub struct {
 	runner.Publisher
-	fail atomic.Int32
-	mu   sync.Mutex
-	ids  []string
+	fail     atomic.Int32
+	mu       sync.Mutex
+	ids      []string
+	subjects []string // subjects[i] is the subject of ids[i]
 }
 
 func (p *countingPub) Publish(ctx context.Context, subject string, data []byte, id string) error {
@@ -388,17 +389,18 @@ func (p *countingPub) Publish(ctx context.Context, subject string, data []byte, 
 	}
 	p.mu.Lock()
 	p.ids = append(p.ids, id)
+	p.subjects = append(p.subjects, subject)
 	p.mu.Unlock()
 	return nil
 }
 
-// count is how many times message id was published.
-func (p *countingPub) count(id string) int {
+// count is how many times message id was published on subject.
+func (p *countingPub) count(subject, id string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
-	for _, got := range p.ids {
-		if got == id {
+	for i, got := range p.ids {
+		if got == id && p.subjects[i] == subject {
 			n++
 		}
 	}

@@ -154,7 +154,7 @@ func TestDispatchOutcomes(t *testing.T) {
 			}
 			// The email.sent event (its id is the send id) is published
 			// once, and only for an email that went out.
-			sentEvents := pub.count(mails[0].DedupeKey)
+			sentEvents := pub.count(runner.SubjectEmailSent, mails[0].DedupeKey)
 			if c.wantStatus == store.StatusSent || c.wantStatus == store.StatusRetry {
 				require.Equal(t, 1, sentEvents, "email.sent published once")
 			} else {
