@@ -179,7 +179,15 @@ func (s *Store) HandOff(ctx context.Context, items []store.HandOff, now time.Tim
 		emails[i], leads[i] = normEmail(it.Email), it.LeadKey
 	}
 	op := fmt.Sprintf("hand off %d outbox items (first %d)", n, ids[0])
-	rows, err := s.pool.Query(ctx, qHandOff, ids, attempts, emails, leads, string(engine.LeadActive), now, now.Add(lease))
+	b := &pgx.Batch{}
+	b.Queue(qPlanOnce)
+	b.Queue(qHandOff, ids, attempts, emails, leads, string(engine.LeadActive), now, now.Add(lease))
+	br := s.pool.SendBatch(ctx, b)
+	defer func() { _ = br.Close() }()
+	if _, err := br.Exec(); err != nil {
+		return nil, translate(op, err)
+	}
+	rows, err := br.Query()
 	if err != nil {
 		return nil, translate(op, err)
 	}
@@ -192,6 +200,9 @@ func (s *Store) HandOff(ctx context.Context, items []store.HandOff, now time.Tim
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := br.Close(); err != nil {
+		return nil, translate(op, err)
 	}
 	if len(out) != n {
 		return nil, fmt.Errorf("%s: %d results", op, len(out))

@@ -13,27 +13,44 @@ import (
 	"github.com/nurture-oss/nurture/internal/store"
 )
 
-// Connections plan each statement once (generic plans) unless the URL
-// chooses otherwise.
-func TestPlanCacheMode(t *testing.T) {
+// The hand-off is planned once per connection, with nested loops over the
+// primary keys whatever the statistics say (here: taken on empty tables),
+// and the settings end with its transaction.
+func TestHandOffPlanOnce(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	url := scratchURL(t)
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
+	s := scratchStore(t)
+	_, err := s.pool.Exec(ctx, "ANALYZE")
+	require.NoError(t, err)
+	conn, err := s.pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+
+	now := time.Now().UTC()
+	b := &pgx.Batch{}
+	b.Queue(qPlanOnce)
+	b.Queue("SELECT current_setting('plan_cache_mode')")
+	b.Queue("EXPLAIN "+qHandOff, []int64{1, 2}, []int32{1, 1}, []string{"a@example.com", ""}, []string{"l-1", ""},
+		"active", now, now.Add(time.Minute))
+	br := conn.SendBatch(ctx, b)
+	_, err = br.Exec()
+	require.NoError(t, err)
+	var mode string
+	require.NoError(t, br.QueryRow().Scan(&mode))
+	require.Equal(t, "force_generic_plan", mode)
+	rows, err := br.Query()
+	require.NoError(t, err)
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.NoError(t, br.Close())
+	plan := strings.Join(lines, "\n")
+	require.Contains(t, plan, "Nested Loop", plan)
+	for _, bad := range []string{"Seq Scan on leads", "Seq Scan on suppressions", "Seq Scan on outbox", "Hash Join", "Merge Join"} {
+		require.NotContains(t, plan, bad, plan)
 	}
-	for _, c := range []struct{ url, want string }{
-		{url, "force_generic_plan"},
-		{url + sep + "plan_cache_mode=auto", "auto"},
-	} {
-		s, err := Open(ctx, c.url)
-		require.NoError(t, err)
-		var got string
-		require.NoError(t, s.pool.QueryRow(ctx, "SHOW plan_cache_mode").Scan(&got))
-		s.Close()
-		require.Equal(t, c.want, got, c.url)
-	}
+
+	require.NoError(t, conn.QueryRow(ctx, "SELECT current_setting('plan_cache_mode')").Scan(&mode))
+	require.Equal(t, "auto", mode, "the setting ended with the hand-off's transaction")
 }
 
 // A claim reads due items in index order and stops at its limit, even

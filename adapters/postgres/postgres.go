@@ -67,15 +67,6 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if o.maxConns > 0 {
 		cfg.MaxConns = o.maxConns
 	}
-	// Every statement Nurture runs is parameterised the same way each
-	// time (batches as arrays, the same indexes whatever the values), so
-	// one plan per statement and connection serves. Left to choose, the
-	// server re-plans the batch statements on every call (custom plans),
-	// and planning then costs more than executing. A URL that sets
-	// plan_cache_mode keeps its own choice.
-	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
-		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, translate("open", err)

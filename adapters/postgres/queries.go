@@ -111,6 +111,17 @@ ON CONFLICT (email) DO NOTHING`
 	// whole backlog, and draining a backlog of n items costs O(n²).
 	qOrderedScan = `SELECT set_config('enable_sort', 'off', true)`
 
+	// qPlanOnce, run in the hand-off's transaction, plans the statement
+	// once per connection (a generic plan) instead of on every call: left
+	// to choose, the server re-plans it each time, and planning costs more
+	// than running it. Nested loops over the primary keys are the only
+	// plan it gets, so the plan kept does not depend on how big the
+	// tables were when it was made.
+	qPlanOnce = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('enable_seqscan', 'off', true),
+       set_config('enable_hashjoin', 'off', true),
+       set_config('enable_mergejoin', 'off', true)`
+
 	// qClaimOutbox leases due items. cardinality($2) = 0 means every kind.
 	qClaimOutbox = `
 WITH due AS (
