@@ -41,26 +41,10 @@ func (s *Store) ClaimOutbox(ctx context.Context, p store.ClaimParams) ([]store.O
 	if kinds == nil {
 		kinds = []string{}
 	}
-	// One round trip, one implicit transaction: the planner setting
-	// holds for the claim only.
-	b := &pgx.Batch{}
-	b.Queue(qOrderedScan)
-	b.Queue(qClaimOutbox, p.Now, kinds, p.Limit, p.Now.Add(p.Lease))
-	br := s.pool.SendBatch(ctx, b)
-	defer func() { _ = br.Close() }()
-	if _, err := br.Exec(); err != nil {
-		return nil, translate("claim outbox", err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, translate("claim outbox", err)
-	}
-	items, err := collect(rows, "claim outbox", scanOutbox)
+	items, err := queryAfter(ctx, s, "claim outbox", qOrderedScan, scanOutbox,
+		qClaimOutbox, p.Now, kinds, p.Limit, p.Now.Add(p.Lease))
 	if err != nil {
 		return nil, err
-	}
-	if err := br.Close(); err != nil {
-		return nil, translate("claim outbox", err)
 	}
 	slices.SortFunc(items, func(a, b store.OutboxItem) int {
 		if c := a.NextAttemptAt.Compare(b.NextAttemptAt); c != 0 {
@@ -179,30 +163,15 @@ func (s *Store) HandOff(ctx context.Context, items []store.HandOff, now time.Tim
 		emails[i], leads[i] = normEmail(it.Email), it.LeadKey
 	}
 	op := fmt.Sprintf("hand off %d outbox items (first %d)", n, ids[0])
-	b := &pgx.Batch{}
-	b.Queue(qPlanOnce)
-	b.Queue(qHandOff, ids, attempts, emails, leads, string(engine.LeadActive), now, now.Add(lease))
-	br := s.pool.SendBatch(ctx, b)
-	defer func() { _ = br.Close() }()
-	if _, err := br.Exec(); err != nil {
-		return nil, translate(op, err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, translate(op, err)
-	}
-	out, err := collect(rows, op, func(r scanner) (store.HandOffResult, error) {
+	out, err := queryAfter(ctx, s, op, qPlanOnce, func(r scanner) (store.HandOffResult, error) {
 		var res store.HandOffResult
 		var handed bool
 		err := r.Scan(&res.Suppressed, &handed)
 		res.Stale = res.Suppressed == "" && !handed
 		return res, err
-	})
+	}, qHandOff, ids, attempts, emails, leads, string(engine.LeadActive), now, now.Add(lease))
 	if err != nil {
 		return nil, err
-	}
-	if err := br.Close(); err != nil {
-		return nil, translate(op, err)
 	}
 	if len(out) != n {
 		return nil, fmt.Errorf("%s: %d results", op, len(out))
@@ -224,6 +193,34 @@ func (s *Store) RecoverLeases(ctx context.Context, p store.RecoverParams) ([]sto
 		return nil, translate("recover leases", err)
 	}
 	return collect(rows, "recover leases", scanOutbox)
+}
+
+// queryAfter runs setup, then query with args, in one round trip and one
+// implicit transaction, so the planner settings of setup (set_config with
+// is_local) hold for the query alone; it returns the query's rows, scanned.
+func queryAfter[T any](ctx context.Context, s *Store, op, setup string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	b := &pgx.Batch{}
+	b.Queue(setup)
+	b.Queue(query, args...)
+	br := s.pool.SendBatch(ctx, b)
+	defer func() { _ = br.Close() }()
+	if _, err := br.Exec(); err != nil {
+		return nil, translate(op, err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, translate(op, err)
+	}
+	out, err := collect(rows, op, scan)
+	if err != nil {
+		return nil, err
+	}
+	// The implicit transaction commits here: an error means nothing of
+	// the query took effect.
+	if err := br.Close(); err != nil {
+		return nil, translate(op, err)
+	}
+	return out, nil
 }
 
 func sortedUniqueInt(in []int64) []int64 {
