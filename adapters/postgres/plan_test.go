@@ -7,11 +7,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/nurture-oss/nurture/internal/store"
 )
+
+// explain returns the plan of query as queryAfter runs it after setup.
+func explain(t *testing.T, s *Store, setup, query string, args ...any) string {
+	t.Helper()
+	lines, err := queryAfter(t.Context(), s, "explain", setup, func(r scanner) (string, error) {
+		var line string
+		return line, r.Scan(&line)
+	}, "EXPLAIN "+query, args...)
+	require.NoError(t, err)
+	return strings.Join(lines, "\n")
+}
 
 // The hand-off is planned once per connection, with nested loops over the
 // primary keys whatever the statistics say (here: taken on empty tables),
@@ -19,38 +29,31 @@ import (
 func TestHandOffPlanOnce(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s := scratchStore(t)
-	_, err := s.pool.Exec(ctx, "ANALYZE")
+	s, err := Open(ctx, scratchURL(t), WithMaxConns(1)) // one connection: the checks below share it
 	require.NoError(t, err)
-	conn, err := s.pool.Acquire(ctx)
+	defer s.Close()
+	require.NoError(t, s.Migrate(ctx))
+	_, err = s.pool.Exec(ctx, "ANALYZE")
 	require.NoError(t, err)
-	defer conn.Release()
+
+	mode := func(setup string) string {
+		got, err := queryAfter(ctx, s, "mode", setup, func(r scanner) (string, error) {
+			var m string
+			return m, r.Scan(&m)
+		}, "SELECT current_setting('plan_cache_mode')")
+		require.NoError(t, err)
+		return got[0]
+	}
+	require.Equal(t, "force_generic_plan", mode(qPlanOnce))
+	require.Equal(t, "auto", mode("SELECT 1"), "the setting ended with the hand-off's transaction")
 
 	now := time.Now().UTC()
-	b := &pgx.Batch{}
-	b.Queue(qPlanOnce)
-	b.Queue("SELECT current_setting('plan_cache_mode')")
-	b.Queue("EXPLAIN "+qHandOff, []int64{1, 2}, []int32{1, 1}, []string{"a@example.com", ""}, []string{"l-1", ""},
-		"active", now, now.Add(time.Minute))
-	br := conn.SendBatch(ctx, b)
-	_, err = br.Exec()
-	require.NoError(t, err)
-	var mode string
-	require.NoError(t, br.QueryRow().Scan(&mode))
-	require.Equal(t, "force_generic_plan", mode)
-	rows, err := br.Query()
-	require.NoError(t, err)
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	require.NoError(t, err)
-	require.NoError(t, br.Close())
-	plan := strings.Join(lines, "\n")
+	plan := explain(t, s, qPlanOnce, qHandOff, []int64{1, 2}, []int32{1, 1}, []string{"a@example.com", ""},
+		[]string{"l-1", ""}, "active", now, now.Add(time.Minute))
 	require.Contains(t, plan, "Nested Loop", plan)
 	for _, bad := range []string{"Seq Scan on leads", "Seq Scan on suppressions", "Seq Scan on outbox", "Hash Join", "Merge Join"} {
 		require.NotContains(t, plan, bad, plan)
 	}
-
-	require.NoError(t, conn.QueryRow(ctx, "SELECT current_setting('plan_cache_mode')").Scan(&mode))
-	require.Equal(t, "auto", mode, "the setting ended with the hand-off's transaction")
 }
 
 // A claim reads due items in index order and stops at its limit, even
@@ -71,26 +74,9 @@ func TestClaimPlanStopsAtTheLimit(t *testing.T) {
 	}
 	require.NoError(t, s.InTx(ctx, func(ctx context.Context, tx store.Tx) error { return tx.Enqueue(ctx, items) }))
 
-	plan := func(ordered bool) string {
-		b := &pgx.Batch{}
-		if ordered {
-			b.Queue(qOrderedScan)
-		}
-		b.Queue("EXPLAIN "+qClaimOutbox, now, []string{store.KindEmail}, 32, now.Add(time.Minute))
-		br := s.pool.SendBatch(ctx, b)
-		defer func() { require.NoError(t, br.Close()) }()
-		if ordered {
-			_, err := br.Exec()
-			require.NoError(t, err)
-		}
-		rows, err := br.Query()
-		require.NoError(t, err)
-		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		require.NoError(t, err)
-		return strings.Join(lines, "\n")
-	}
-	t.Logf("the planner's own choice:\n%s", plan(false))
-	p := plan(true)
+	args := []any{now, []string{store.KindEmail}, 32, now.Add(time.Minute)}
+	t.Logf("the planner's own choice:\n%s", explain(t, s, "SELECT 1", qClaimOutbox, args...))
+	p := explain(t, s, qOrderedScan, qClaimOutbox, args...)
 	require.Contains(t, p, "Index Scan using outbox_claimable", p)
 	require.NotContains(t, p, "Sort", p)
 	require.NotContains(t, p, "Bitmap", p)
